@@ -1,0 +1,21 @@
+namespace JobWorker.Core.Jobs;
+
+/// <summary>Linux namespaces a job is isolated in.</summary>
+[Flags]
+public enum JobIsolation
+{
+    /// <summary>No isolation: the job shares the host's PID, mount and network namespaces.</summary>
+    None = 0,
+
+    /// <summary>A new PID namespace: the job sees and signals only its own processes.</summary>
+    Pid = 1,
+
+    /// <summary>A new mount namespace with a fresh /proc, a private /tmp and the server's state hidden.</summary>
+    Mount = 2,
+
+    /// <summary>A new network namespace with only a loopback interface.</summary>
+    Network = 4,
+
+    /// <summary>All of the above.</summary>
+    All = Pid | Mount | Network,
+}

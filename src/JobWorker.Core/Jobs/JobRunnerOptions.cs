@@ -1,0 +1,35 @@
+namespace JobWorker.Core.Jobs;
+
+/// <summary>Settings of a <see cref="JobRunner"/>.</summary>
+public sealed record JobRunnerOptions
+{
+    /// <summary>
+    /// The cgroup v2 directory the runner owns and creates job groups in. <see langword="null"/> (the default)
+    /// means <c>&lt;cgroup2 mount&gt;/jobworker</c>, with the mount found in <c>/proc/self/mountinfo</c>.
+    /// </summary>
+    public string? CgroupRoot { get; init; }
+
+    /// <summary>
+    /// Use the cgroup the runner's process is in as a delegated subtree (systemd <c>Delegate=yes</c>): the process
+    /// moves itself into a leaf and jobs are created as siblings. Overrides <see cref="CgroupRoot"/>.
+    /// </summary>
+    public bool UseDelegatedCgroup { get; init; }
+
+    /// <summary>Private directory for job logs (created 0700). Default <c>/var/lib/jobworker/logs</c>.</summary>
+    public string LogDirectory { get; init; } = "/var/lib/jobworker/logs";
+
+    /// <summary>Per-job log size cap in bytes; output past it is discarded and reported. Default 1 GiB.</summary>
+    public long LogSizeLimitBytes { get; init; } = 1L << 30;
+
+    /// <summary>The user jobs run as: a name or a numeric id. Default <c>nobody</c>.</summary>
+    public string User { get; init; } = "nobody";
+
+    /// <summary>The group jobs run as: a name or a numeric id. Default <c>nogroup</c>.</summary>
+    public string Group { get; init; } = "nogroup";
+
+    /// <summary>Time between SIGTERM and SIGKILL when a stop gives none. Default 10 s.</summary>
+    public TimeSpan DefaultStopGrace { get; init; } = TimeSpan.FromSeconds(10);
+
+    /// <summary>Isolation for jobs whose spec does not choose. Default none.</summary>
+    public JobIsolation DefaultIsolation { get; init; } = JobIsolation.None;
+}

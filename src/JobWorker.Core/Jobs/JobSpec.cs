@@ -1,0 +1,31 @@
+namespace JobWorker.Core.Jobs;
+
+/// <summary>What to run as a job.</summary>
+/// <param name="Command">The executable: an absolute path, or a name looked up in the job's <c>PATH</c>.</param>
+/// <param name="Arguments">Arguments after the command (argv[1..]).</param>
+public sealed record JobSpec(string Command, IReadOnlyList<string> Arguments)
+{
+    /// <summary>Creates a spec with no arguments.</summary>
+    public JobSpec(string command)
+        : this(command, [])
+    {
+    }
+
+    /// <summary>
+    /// Environment variables added to the job's minimal default environment (<c>PATH</c>, <c>HOME</c>, <c>LANG</c>).
+    /// The server's own environment is never passed on.
+    /// </summary>
+    public IReadOnlyDictionary<string, string> Environment { get; init; } = new Dictionary<string, string>();
+
+    /// <summary>The working directory, or <see langword="null"/> for <c>/</c>.</summary>
+    public string? WorkingDirectory { get; init; }
+
+    /// <summary>Resource limits for the job's cgroup.</summary>
+    public ResourceLimits Limits { get; init; } = ResourceLimits.None;
+
+    /// <summary>Namespaces to isolate the job in, or <see langword="null"/> for the runner's default.</summary>
+    public JobIsolation? Isolation { get; init; }
+
+    /// <summary>An opaque owner name recorded with the job (the server stores the caller's identity here).</summary>
+    public string? Owner { get; init; }
+}

@@ -1,0 +1,29 @@
+namespace JobWorker.Core.Jobs;
+
+/// <summary>Why a job could not be started.</summary>
+public enum JobStartFailure
+{
+    /// <summary>The executable does not exist (ENOENT), or was not found in PATH.</summary>
+    ExecutableNotFound,
+
+    /// <summary>The executable or a directory on its path may not be executed by the job's user (EACCES/EPERM).</summary>
+    PermissionDenied,
+
+    /// <summary>The file is not a valid executable (ENOEXEC and similar).</summary>
+    NotExecutable,
+
+    /// <summary>The working directory does not exist or is not accessible to the job's user.</summary>
+    BadWorkingDirectory,
+
+    /// <summary>The configured job user or group does not exist.</summary>
+    UserNotFound,
+
+    /// <summary>The job's cgroup could not be created, configured or joined.</summary>
+    CgroupError,
+
+    /// <summary>Namespaces for isolation could not be set up.</summary>
+    IsolationFailed,
+
+    /// <summary>The kernel refused to create the process (for example EAGAIN or ENOMEM).</summary>
+    SpawnFailed,
+}
