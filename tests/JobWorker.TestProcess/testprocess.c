@@ -25,6 +25,8 @@
  *   fds              print "fds=N" (open file descriptors)
  *   cwd              print "cwd=PATH"
  *   env NAME         print "NAME=value" or "NAME unset"
+ *   cgroup           print "cgroup=PATH" (the cgroup v2 line of /proc/self/cgroup)
+ *   close-output     close stdout and stderr (the job goes on without its output pipe)
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -255,6 +257,24 @@ int main(int argc, char **argv)
                 say("%s unset\n", arg);
             }
             i++;
+        } else if (strcmp(op, "cgroup") == 0) {
+            char buf[4096];
+            int fd = open("/proc/self/cgroup", O_RDONLY);
+            ssize_t n = fd >= 0 ? read(fd, buf, sizeof buf - 1) : -1;
+            buf[n > 0 ? n : 0] = 0;
+            char *line = strstr(buf, "0::");
+            if (line != NULL) {
+                char *end = strchr(line, '\n');
+                if (end) {
+                    *end = 0;
+                }
+                say("cgroup=%s\n", line + 3);
+            } else {
+                say("cgroup=?\n");
+            }
+        } else if (strcmp(op, "close-output") == 0) {
+            close(1);
+            close(2);
         } else {
             fprintf(stderr, "jobworker-testprocess: unknown step '%s'\n", op);
             return 125;
