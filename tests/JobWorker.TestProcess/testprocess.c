@@ -20,6 +20,8 @@
  *   busy S           spin on the CPU for S seconds
  *   forkbomb N       try N forks (children sleep); prints "forked OK failed F errno E"
  *   write-file P N   write N bytes to file P
+ *   write-direct P M write M MiB to P with O_DIRECT (bypasses the page cache, so io.max applies at once);
+ *                    prints "wrote M MiB in S s"
  *   ids              print "uid=U gid=G groups=N[:g1,g2]"
  *   sigpipe          print "sigpipe=default" or "sigpipe=ignored"
  *   fds              print "fds=N" (open file descriptors)
@@ -218,6 +220,26 @@ int main(int argc, char **argv)
             print_bytes(fd, n);
             fsync(fd);
             close(fd);
+            i += 2;
+        } else if (strcmp(op, "write-direct") == 0) {
+            const char *path = arg;
+            long mb = i + 2 < argc ? atol(argv[i + 2]) : 0;
+            int fd = open(path, O_WRONLY | O_CREAT | O_DIRECT, 0644);
+            void *block = NULL;
+            if (fd < 0 || posix_memalign(&block, 4096, 1 << 20) != 0) {
+                say("open %s failed errno %d\n", path, errno);
+                return 124;
+            }
+            memset(block, 7, 1 << 20);
+            double start = now();
+            for (long m = 0; m < mb; m++) {
+                if (write(fd, block, 1 << 20) != 1 << 20) {
+                    say("write failed errno %d\n", errno);
+                    return 124;
+                }
+            }
+            close(fd);
+            say("wrote %ld MiB in %.2f s\n", mb, now() - start);
             i += 2;
         } else if (strcmp(op, "ids") == 0) {
             gid_t groups[256];

@@ -118,4 +118,15 @@ public sealed class CgroupTreeTests
 
         Assert.Equal(device, BlockDevices.Resolve(device, "Device"));
     }
+
+    [Fact]
+    public void DelegatedCgroup_ProcessInRootCgroup_Refused()
+    {
+        Assert.SkipUnless(JobWorker.Core.Cgroups.CgroupMount.FindOwnCgroup() == "/", "this process is not in the root cgroup");
+
+        var ex = Assert.Throws<JobWorkerException>(() => JobRunner.Create(new JobRunnerOptions { UseDelegatedCgroup = true, LogDirectory = "/tmp/jobworker-never-created" }));
+
+        Assert.Contains("not a delegated subtree", ex.Message, StringComparison.Ordinal);
+        Assert.False(Directory.Exists("/tmp/jobworker-never-created"));
+    }
 }

@@ -13,8 +13,6 @@ public sealed class JobScaleTests
 {
     private static CancellationToken Ct => TestContext.Current.CancellationToken;
 
-    private static int OpenFds() => Directory.GetFiles("/proc/self/fd").Length;
-
     private static HashSet<string> DescribeFds()
     {
         var fds = new HashSet<string>();
@@ -51,8 +49,8 @@ public sealed class JobScaleTests
             t.Runner.Remove(warmup);
         }
 
+        var threadsBefore = Threads(); // also loads what Process needs, before the fds are counted
         var fdsBefore = DescribeFds();
-        var threadsBefore = Threads();
 
         for (var round = 0; round < 20; round++)
         {
@@ -66,8 +64,9 @@ public sealed class JobScaleTests
             }
         }
 
-        var fdsAfter = DescribeFds();
-        Assert.True(fdsAfter.Count <= fdsBefore.Count, $"new fds: {string.Join(", ", fdsAfter.Except(fdsBefore))}");
+        // A per-job leak would show 200 new fds; the runtime and test framework may open one or two of their own.
+        var added = DescribeFds().Except(fdsBefore).Where(fd => !fd.EndsWith(".dll", StringComparison.Ordinal)).ToList();
+        Assert.True(added.Count <= 2, $"new fds: {string.Join(", ", added)}");
         Assert.InRange(Threads(), 0, threadsBefore + 4); // thread-pool growth only, never per job
         Assert.Empty(Directory.EnumerateDirectories(t.Runner.CgroupRoot));
         Assert.Empty(Directory.EnumerateFiles(t.LogDirectory));
