@@ -32,7 +32,7 @@ try
     await app.RunAsync();
     return 0;
 }
-catch (Exception e) when (e is JobWorkerException or IOException or UnauthorizedAccessException or StartupException)
+catch (Exception e) when (e is JobWorkerException or IOException or UnauthorizedAccessException or ArgumentException or StartupException)
 {
     // JobRunner.Create failed: the cgroup subtree or the log directory could not be prepared.
     Console.Error.WriteLine($"JobWorker.Server: cannot start the job runner: {e.Message}");

@@ -1,4 +1,5 @@
 using System.Net;
+using System.Net.Security;
 using System.Security.Authentication;
 using System.Security.Cryptography.X509Certificates;
 using JobWorker.Pki;
@@ -44,9 +45,10 @@ public static class ServerApp
 
     /// <summary>Builds the application. Nothing listens until it is started.</summary>
     /// <param name="args">Command-line arguments.</param>
-    /// <param name="configure">Adds configuration with the highest precedence (tests use it).</param>
+    /// <param name="configure">Adjusts the builder before the settings are read: configuration added here has the
+    /// highest precedence (tests add settings and a log collector).</param>
     /// <exception cref="StartupException">The settings or certificates are unusable.</exception>
-    public static WebApplication Build(string[] args, Action<IConfigurationBuilder>? configure = null)
+    public static WebApplication Build(string[] args, Action<WebApplicationBuilder>? configure = null)
     {
         var builder = WebApplication.CreateBuilder(new WebApplicationOptions
         {
@@ -56,11 +58,13 @@ public static class ServerApp
         });
         InsertSystemConfigFile(builder.Configuration);
         builder.Configuration.AddCommandLine(args, Switches);
-        configure?.Invoke(builder.Configuration);
+        configure?.Invoke(builder);
 
         var options = BindOptions(builder.Configuration);
         var ca = LoadCa(options);
         var serverCertificate = LoadServerCertificate(options, ca);
+        // Built once: the chain and the key handle are reused by every handshake.
+        var certificateContext = SslStreamCertificateContext.Create(serverCertificate, additionalCertificates: null, offline: true);
 
         var services = builder.Services;
         services.AddSingleton(options);
@@ -97,17 +101,19 @@ public static class ServerApp
             Listen(kestrel, ListenAddress.Parse(options.Listen), listen =>
             {
                 listen.Protocols = HttpProtocols.Http2;
-                listen.UseHttps(new HttpsConnectionAdapterOptions
+                // The per-connection callback form lets our validator see the peer address (for the refusal log)
+                // and replaces Kestrel's certificate check entirely; Kestrel still adds ALPN (h2) itself.
+                listen.UseHttps(new TlsHandshakeCallbackOptions
                 {
-                    ServerCertificate = serverCertificate,
-                    SslProtocols = SslProtocols.Tls13,
-                    ClientCertificateMode = ClientCertificateMode.RequireCertificate,
-                    CheckCertificateRevocation = false,
                     HandshakeTimeout = TimeSpan.FromSeconds(10),
-                    // Replace Kestrel's validation callback with ours for this connection: it trusts only the
-                    // service CA, and it knows the peer address for the refusal log.
-                    OnAuthenticate = (connection, ssl) =>
-                        ssl.RemoteCertificateValidationCallback = validator.CallbackFor(connection.RemoteEndPoint),
+                    OnConnection = context => ValueTask.FromResult(new SslServerAuthenticationOptions
+                    {
+                        ServerCertificateContext = certificateContext,
+                        EnabledSslProtocols = SslProtocols.Tls13,
+                        ClientCertificateRequired = true,
+                        CertificateRevocationCheckMode = X509RevocationMode.NoCheck,
+                        RemoteCertificateValidationCallback = validator.CallbackFor(context.Connection.RemoteEndPoint),
+                    }),
                 });
             });
             if (!string.IsNullOrEmpty(options.MetricsListen))

@@ -48,6 +48,9 @@ internal static partial class Log
     [LoggerMessage(15, LogLevel.Warning, "{Problem}")]
     public static partial void ConfigurationWarning(ILogger logger, string problem);
 
+    [LoggerMessage(17, LogLevel.Warning, "Job {JobId}: {Operation} failed in the background")]
+    public static partial void JobBackgroundError(ILogger logger, Exception exception, Guid jobId, string operation);
+
     [LoggerMessage(16, LogLevel.Information, "Serving Prometheus metrics on http://{Address}/metrics (plain HTTP, loopback only)")]
     public static partial void MetricsListening(ILogger logger, string address);
 }

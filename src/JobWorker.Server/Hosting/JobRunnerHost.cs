@@ -154,6 +154,7 @@ public sealed class JobRunnerHost : IHostedLifecycleService, IAsyncDisposable
             DefaultStopGrace = _options.DefaultStopGrace,
             DefaultIsolation = _options.DefaultIsolation,
         });
+        _runner.BackgroundError += (_, e) => Log.JobBackgroundError(_logger, e.Exception, e.JobId, e.Operation);
         return Task.CompletedTask;
     }
 
