@@ -54,8 +54,11 @@ public sealed record ListenAddress(IPAddress? Address, int Port)
 
     private static bool HasPort(string text)
     {
+        // IPv6 needs brackets ("[::1]:50051"); otherwise "::1" would read as address "::" and port 1.
         var colon = text.LastIndexOf(':');
-        return colon > 0 && (text[0] != '[' || text[colon - 1] == ']');
+        return text[0] == '['
+            ? colon > 0 && text[colon - 1] == ']'
+            : colon > 0 && text.IndexOf(':', StringComparison.Ordinal) == colon;
     }
 
     public override string ToString() => Address is null ? $"localhost:{Port}" : new IPEndPoint(Address, Port).ToString();
