@@ -1,3 +1,4 @@
+using System.Diagnostics.Metrics;
 using Google.Protobuf;
 using Google.Protobuf.WellKnownTypes;
 using Grpc.Core;
@@ -8,7 +9,6 @@ using JobWorker.Server.Diagnostics;
 using JobWorker.Server.Errors;
 using JobWorker.Server.Hosting;
 using JobWorker.Server.Services;
-using System.Diagnostics.Metrics;
 
 namespace JobWorker.Server.Tests;
 
