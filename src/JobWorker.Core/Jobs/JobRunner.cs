@@ -31,7 +31,7 @@ public sealed class JobRunner : IAsyncDisposable
         Options = options;
         _tree = tree;
         _devNull = File.OpenHandle("/dev/null", FileMode.Open, FileAccess.Read);
-        Loop = new EventLoop();
+        Loop = new EventLoop(ex => BackgroundError?.Invoke(this, new JobBackgroundErrorEventArgs(Guid.Empty, "handling an event", ex)));
         CgroupWatcher = new CgroupEventsWatcher(Loop);
         _spawner = new ProcessSpawner();
     }
@@ -56,9 +56,18 @@ public sealed class JobRunner : IAsyncDisposable
     {
         ArgumentNullException.ThrowIfNull(options);
         Validate(options);
-        Directory.CreateDirectory(options.LogDirectory, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute);
         var tree = CgroupTree.Open(options);
-        return new JobRunner(options, tree);
+        try
+        {
+            // Private: job output may hold secrets. An existing directory keeps its mode (the operator's choice).
+            Directory.CreateDirectory(options.LogDirectory, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute);
+            return new JobRunner(options, tree);
+        }
+        catch
+        {
+            tree.Remove();
+            throw;
+        }
     }
 
     private static void Validate(JobRunnerOptions options)

@@ -21,8 +21,12 @@ internal sealed class EventLoop : IDisposable
     private long _nextToken;
     private volatile bool _disposed;
 
-    public EventLoop()
+    private readonly Action<Exception> _onError;
+
+    /// <param name="onError">Receives exceptions thrown by handlers (they run on the thread pool, with no caller).</param>
+    public EventLoop(Action<Exception> onError)
     {
+        _onError = onError;
         _epoll = new SafeFileHandle(Interop.CheckIo(Interop.Epoll.Create(Interop.Epoll.EPOLL_CLOEXEC), "epoll_create1"), ownsHandle: true);
         _wake = new SafeFileHandle(
             Interop.CheckIo(Interop.EventFd.Create(0, Interop.EventFd.EFD_CLOEXEC | Interop.EventFd.EFD_NONBLOCK), "eventfd"),
@@ -101,9 +105,22 @@ internal sealed class EventLoop : IDisposable
 
                 if (_registrations.TryGetValue(token, out var registration))
                 {
-                    ThreadPool.UnsafeQueueUserWorkItem(static r => r.OnReady(), registration, preferLocal: false);
+                    ThreadPool.UnsafeQueueUserWorkItem(static state => state.Loop.Invoke(state.Registration), (Loop: this, Registration: registration), preferLocal: false);
                 }
             }
+        }
+    }
+
+    private void Invoke(Registration registration)
+    {
+        try
+        {
+            registration.OnReady();
+        }
+        catch (Exception ex)
+        {
+            // Never let a handler's bug take the server down through an unhandled thread-pool exception.
+            _onError(ex);
         }
     }
 
