@@ -45,6 +45,19 @@ internal static partial class Interop
         [LibraryImport("libc", EntryPoint = "pipe2", SetLastError = true)]
         internal static unsafe partial int Pipe2(int* fds, int flags);
 
+        internal const short POLLIN = 0x1;
+
+        [StructLayout(LayoutKind.Sequential)]
+        internal struct PollFd
+        {
+            public int Fd;
+            public short Events;
+            public short REvents;
+        }
+
+        [LibraryImport("libc", EntryPoint = "poll", SetLastError = true)]
+        internal static unsafe partial int Poll(PollFd* fds, nuint count, int timeoutMilliseconds);
+
         [LibraryImport("libc", EntryPoint = "fcntl", SetLastError = true)]
         internal static partial int Fcntl(SafeHandle fd, int command, int argument);
 
