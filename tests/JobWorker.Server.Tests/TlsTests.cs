@@ -177,7 +177,10 @@ public sealed class TlsTests : IAsyncLifetime
         var e = await Assert.ThrowsAsync<RpcException>(async () =>
             await health.CheckAsync(new HealthCheckRequest(), cancellationToken: TestContext.Current.CancellationToken));
 
-        Assert.Equal(StatusCode.Unavailable, e.StatusCode);
+        // With TLS 1.3 the client finishes its side of the handshake before the server has checked the client
+        // certificate, so the refusal reaches the client either while connecting (Unavailable) or as the
+        // connection's end while its first request is in flight (Internal). Either way nothing was served.
+        Assert.Contains(e.StatusCode, new[] { StatusCode.Unavailable, StatusCode.Internal });
         Assert.True(_server.Metrics.HandshakesRefused > refusedBefore, "the refusal was not counted");
         Assert.Contains(_server.Logs.Entries, entry =>
             entry.EventId.Id == 8 && entry.Message.Contains(expectedReason, StringComparison.Ordinal) && entry.Message.Contains("127.0.0.1", StringComparison.Ordinal));
