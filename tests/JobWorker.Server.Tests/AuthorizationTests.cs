@@ -157,6 +157,7 @@ public sealed class AuthorizationTests : IAsyncLifetime
         {
             using var call = client.StreamOutput(new StreamOutputRequest { JobId = id, Follow = true }, cancellationToken: Token);
             await call.ResponseStream.MoveNext(Token);
-        });
+        }
+        );
     }
 }
