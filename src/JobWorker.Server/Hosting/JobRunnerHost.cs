@@ -22,6 +22,8 @@ public sealed class JobRunnerHost : IHostedLifecycleService, IAsyncDisposable
     private JobRunner? _runner;
     private volatile bool _stopping;
     private int _disposed;
+    private int _streams;
+    private TaskCompletionSource? _streamsDrained;
 
     public JobRunnerHost(IOptions<ServerOptions> options, ServerMetrics metrics, ILogger<JobRunnerHost> logger)
     {
@@ -77,6 +79,16 @@ public sealed class JobRunnerHost : IHostedLifecycleService, IAsyncDisposable
         _metrics.JobStarted();
         _ = WatchAsync(job, caller.User);
         return job;
+    }
+
+    /// <summary>
+    /// Counts an open output stream until the returned object is disposed. Shutdown waits (briefly) for streams to
+    /// send their last bytes and final status before the runner closes the logs.
+    /// </summary>
+    public IDisposable OpenStream()
+    {
+        Interlocked.Increment(ref _streams);
+        return new StreamRegistration(this);
     }
 
     /// <summary>Running jobs of <paramref name="user"/> as counted for the cap.</summary>
@@ -169,9 +181,61 @@ public sealed class JobRunnerHost : IHostedLifecycleService, IAsyncDisposable
         _stopping = true;
         if (_runner is { } runner && Volatile.Read(ref _disposed) == 0)
         {
-            Log.ShuttingDown(_logger, runner.Jobs.Count(j => !j.Status.HasEnded));
+            var jobs = runner.Jobs.ToList();
+            Log.ShuttingDown(_logger, jobs.Count(j => !j.Status.HasEnded));
+            // Stop first, then let followers read to the end and send the final status, then close the logs:
+            // disposing the runner at once would cut followers off in the middle of the output's tail.
+            try
+            {
+                await Task.WhenAll(jobs.Select(j => j.StopAsync(cancellationToken: cancellationToken))).ConfigureAwait(false);
+            }
+#pragma warning disable CA1031 // A job that fails to stop is killed by the runner's disposal below; shutdown goes on.
+            catch (Exception)
+#pragma warning restore CA1031
+            {
+            }
+
+            await WaitForStreamsAsync(TimeSpan.FromSeconds(5), cancellationToken).ConfigureAwait(false);
             await DisposeRunnerAsync().ConfigureAwait(false);
             Log.ShutdownComplete(_logger);
+        }
+    }
+
+    private async Task WaitForStreamsAsync(TimeSpan timeout, CancellationToken cancellationToken)
+    {
+        Task drained;
+        lock (_lock)
+        {
+            if (Volatile.Read(ref _streams) == 0)
+            {
+                return;
+            }
+
+            _streamsDrained ??= new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+            drained = _streamsDrained.Task;
+        }
+
+        try
+        {
+            await drained.WaitAsync(timeout, cancellationToken).ConfigureAwait(false);
+        }
+        catch (TimeoutException)
+        {
+            // A client that does not read keeps its stream open; Kestrel's shutdown aborts it later.
+        }
+    }
+
+    private void CloseStream()
+    {
+        if (Interlocked.Decrement(ref _streams) == 0)
+        {
+            lock (_lock)
+            {
+                if (Volatile.Read(ref _streams) == 0)
+                {
+                    _streamsDrained?.TrySetResult();
+                }
+            }
         }
     }
 
@@ -193,6 +257,19 @@ public sealed class JobRunnerHost : IHostedLifecycleService, IAsyncDisposable
         if (_runner is { } runner && Interlocked.Exchange(ref _disposed, 1) == 0)
         {
             await runner.DisposeAsync().ConfigureAwait(false);
+        }
+    }
+
+    private sealed class StreamRegistration(JobRunnerHost host) : IDisposable
+    {
+        private int _disposed;
+
+        public void Dispose()
+        {
+            if (Interlocked.Exchange(ref _disposed, 1) == 0)
+            {
+                host.CloseStream();
+            }
         }
     }
 }

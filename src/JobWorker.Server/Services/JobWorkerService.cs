@@ -82,6 +82,7 @@ public sealed class JobWorkerService : Proto.JobWorker.JobWorkerBase
         var options = RequestValidator.ToReadOptions(request);
         var cancellationToken = context.CancellationToken;
 
+        using var registration = _host.OpenStream();
         _metrics.StreamOpened();
         Log.StreamOpened(_logger, caller.User, job.Id, options.Follow);
         long sent = 0;
@@ -108,6 +109,13 @@ public sealed class JobWorkerService : Proto.JobWorker.JobWorkerBase
             {
                 await responseStream.WriteAsync(new StreamOutputResponse { FinalStatus = StatusMapper.ToProto(job, status) }, cancellationToken);
             }
+        }
+        catch (ObjectDisposedException e)
+        {
+            // The log was closed under the reader: the job was removed, or the server is shutting down.
+            throw _host.IsStopping
+                ? new ServerShuttingDownException("the server is shutting down", e)
+                : new JobNotFoundException($"job {RequestValidator.FormatJobId(job.Id)} was removed while its output was being read", e);
         }
         finally
         {
