@@ -25,7 +25,7 @@ public sealed class OfflineProcessTests
     {
         var result = await WorkerProcess.RunAsync(commandLine.Split(' ', StringSplitOptions.RemoveEmptyEntries));
 
-        Assert.Equal(2, result.ExitCode);
+        WorkerResult.AssertExit(2, result);
         Assert.Contains(expected, result.Stderr, StringComparison.Ordinal);
         Assert.Empty(result.StdoutBytes);
     }
@@ -35,7 +35,7 @@ public sealed class OfflineProcessTests
     {
         var result = await WorkerProcess.RunAsync("--help");
 
-        Assert.Equal(0, result.ExitCode);
+        WorkerResult.AssertExit(0, result);
         foreach (var verb in new[] { "start", "run", "status", "list", "logs", "stop", "rm", "certs" })
         {
             Assert.Contains(verb, result.Stdout, StringComparison.Ordinal);
@@ -47,7 +47,7 @@ public sealed class OfflineProcessTests
     {
         var result = await WorkerProcess.RunAsync("status", "some-id");
 
-        Assert.Equal(1, result.ExitCode);
+        WorkerResult.AssertExit(1, result);
         Assert.Contains("no client certificate", result.Stderr, StringComparison.Ordinal);
         Assert.Contains("worker certs init", result.Stderr, StringComparison.Ordinal);
         Assert.Single(result.Stderr.Trim().Split('\n'));
@@ -63,7 +63,7 @@ public sealed class OfflineProcessTests
         var result = await WorkerProcess.RunAsync(
             ["--cert", layout.ClientCertificate("alice"), "--key", layout.ClientKey("alice"), "--ca", missing, "status", "id"], null, TestContext.Current.CancellationToken);
 
-        Assert.Equal(1, result.ExitCode);
+        WorkerResult.AssertExit(1, result);
         Assert.Contains(missing, result.Stderr, StringComparison.Ordinal);
         Assert.Contains("--ca", result.Stderr, StringComparison.Ordinal);
     }
@@ -86,7 +86,7 @@ public sealed class OfflineProcessTests
             },
             TestContext.Current.CancellationToken);
 
-        Assert.Equal(1, result.ExitCode);
+        WorkerResult.AssertExit(1, result);
         Assert.Contains($"cannot connect to https://127.0.0.1:{port}: connection refused", result.Stderr, StringComparison.Ordinal);
         Assert.DoesNotContain("   at ", result.Stderr, StringComparison.Ordinal);
         Assert.Empty(result.StdoutBytes);
@@ -97,7 +97,7 @@ public sealed class OfflineProcessTests
     {
         var result = await WorkerProcess.RunAsync("--server", "http://127.0.0.1:1", "list");
 
-        Assert.Equal(2, result.ExitCode);
+        WorkerResult.AssertExit(2, result);
         Assert.Contains("only speaks TLS", result.Stderr, StringComparison.Ordinal);
     }
 
@@ -110,7 +110,7 @@ public sealed class OfflineProcessTests
 
         var result = await WorkerProcess.RunAsync("--config", config, "list");
 
-        Assert.Equal(1, result.ExitCode);
+        WorkerResult.AssertExit(1, result);
         Assert.Contains(config, result.Stderr, StringComparison.Ordinal);
         Assert.Contains("not valid JSON", result.Stderr, StringComparison.Ordinal);
     }
@@ -122,7 +122,7 @@ public sealed class OfflineProcessTests
 
         var result = await WorkerProcess.RunAsync("certs", "init", "--config-dir", dir.Path, "--user", "bob", "--admin", "root-admin", "--server", "https://localhost:7000");
 
-        Assert.Equal(0, result.ExitCode);
+        WorkerResult.AssertExit(0, result);
         var layout = new DevPkiLayout(Path.Combine(dir.Path, "pki"));
         foreach (var (file, user, role) in new[] { ("client.json", "bob", Roles.User), ("admin.json", "root-admin", Roles.Admin) })
         {
@@ -147,15 +147,15 @@ public sealed class OfflineProcessTests
     public async Task CertsInit_ConfigExists_Exit1UnlessForce()
     {
         using var dir = new TempDirectory();
-        Assert.Equal(0, (await WorkerProcess.RunAsync("certs", "init", "--config-dir", dir.Path)).ExitCode);
+        WorkerResult.AssertExit(0, await WorkerProcess.RunAsync("certs", "init", "--config-dir", dir.Path));
         var before = await File.ReadAllBytesAsync(Path.Combine(dir.Path, "pki", "ca.crt"), TestContext.Current.CancellationToken);
 
         var again = await WorkerProcess.RunAsync("certs", "init", "--config-dir", dir.Path);
         var forced = await WorkerProcess.RunAsync("certs", "init", "--config-dir", dir.Path, "--force");
 
-        Assert.Equal(1, again.ExitCode);
+        WorkerResult.AssertExit(1, again);
         Assert.Contains("--force", again.Stderr, StringComparison.Ordinal);
-        Assert.Equal(0, forced.ExitCode);
+        WorkerResult.AssertExit(0, forced);
         Assert.NotEqual(before, await File.ReadAllBytesAsync(Path.Combine(dir.Path, "pki", "ca.crt"), TestContext.Current.CancellationToken));
     }
 
@@ -166,7 +166,7 @@ public sealed class OfflineProcessTests
 
         var result = await WorkerProcess.RunAsync("certs", "init", "--config-dir", dir.Path, "--user", "../evil");
 
-        Assert.Equal(2, result.ExitCode);
+        WorkerResult.AssertExit(2, result);
         Assert.Contains("user name", result.Stderr, StringComparison.Ordinal);
         Assert.False(File.Exists(Path.Combine(dir.Path, "client.json")));
     }

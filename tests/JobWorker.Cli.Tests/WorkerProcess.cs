@@ -1,18 +1,23 @@
 using System.Diagnostics;
+using System.Reflection;
 using System.Text;
 
 namespace JobWorker.Cli.Tests;
 
 /// <summary>What one run of the real <c>worker</c> binary produced.</summary>
-internal sealed record WorkerResult(int ExitCode, byte[] StdoutBytes, string Stderr)
+public sealed record WorkerResult(int ExitCode, byte[] StdoutBytes, string Stderr)
 {
     public string Stdout => Encoding.UTF8.GetString(StdoutBytes);
 
-    public override string ToString() => $"exit {ExitCode}; stdout: {Stdout}; stderr: {Stderr}";
+    public override string ToString() => $"exit {ExitCode}; stdout: {(Stdout.Length > 2000 ? Stdout[..2000] + "…" : Stdout)}; stderr: {Stderr}";
+
+    /// <summary>Asserts the exit code and shows what the process printed when it differs.</summary>
+    public static void AssertExit(int expected, WorkerResult result)
+        => Assert.True(result.ExitCode == expected, $"expected exit {expected}, got {result}");
 }
 
 /// <summary>
-/// Runs the real built <c>worker</c> (the apphost copied next to the tests, or $WORKER_BIN, e.g. the
+/// Runs the real built <c>worker</c> (src/JobWorker.Cli's build output, or $WORKER_BIN, e.g. the
 /// NativeAOT build) as a child process with a clean environment: no config file or WORKER_* variables
 /// leak in from the machine unless a test passes them.
 /// </summary>
@@ -23,9 +28,13 @@ internal static class WorkerProcess
         get
         {
             var fromEnv = Environment.GetEnvironmentVariable("WORKER_BIN");
-            return !string.IsNullOrEmpty(fromEnv) ? fromEnv : Path.Combine(AppContext.BaseDirectory, "worker");
+            return !string.IsNullOrEmpty(fromEnv) ? fromEnv : BuiltBinary;
         }
     }
+
+    /// <summary>src/JobWorker.Cli's build output for the same configuration as the tests (set by the test project).</summary>
+    private static string BuiltBinary { get; } = typeof(WorkerProcess).Assembly.GetCustomAttributes<AssemblyMetadataAttribute>()
+        .Single(a => a.Key == "WorkerBinary").Value!;
 
     public static Process Start(IEnumerable<string> args, IReadOnlyDictionary<string, string>? environment = null)
     {
