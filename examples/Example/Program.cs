@@ -33,7 +33,24 @@ void OnSignal(PosixSignalContext context)
 using var sigint = PosixSignalRegistration.Create(PosixSignal.SIGINT, OnSignal);
 using var sigterm = PosixSignalRegistration.Create(PosixSignal.SIGTERM, OnSignal);
 
-await using var runner = JobRunner.Create(new JobRunnerOptions { LogDirectory = logDirectory });
+// Our own cgroup subtree (<cgroup2 mount>/jobworker-example-<pid>), so a server using the default
+// <mount>/jobworker on this machine is never touched. Disposing the runner removes it.
+var cgroupMount = File.ReadLines("/proc/self/mountinfo")
+    .Select(line => (Fields: line.Split(' '), Type: line[(line.IndexOf(" - ", StringComparison.Ordinal) + 3)..].Split(' ')[0]))
+    .Where(m => m.Type == "cgroup2")
+    .Select(m => m.Fields[4])
+    .FirstOrDefault();
+if (cgroupMount is null)
+{
+    Console.Error.WriteLine("example: no cgroup2 file system is mounted (see /proc/self/mountinfo)");
+    return 1;
+}
+
+await using var runner = JobRunner.Create(new JobRunnerOptions
+{
+    LogDirectory = logDirectory,
+    CgroupRoot = Path.Combine(cgroupMount, $"jobworker-example-{Environment.ProcessId}"),
+});
 Job job;
 try
 {
