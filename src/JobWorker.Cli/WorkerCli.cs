@@ -42,7 +42,13 @@ internal sealed class WorkerCli
         var parseResult = Parse(args);
         if (parseResult.Errors.Count > 0 && parseResult.Action is ParseErrorAction or null)
         {
-            var verb = parseResult.CommandResult.Command == Root ? string.Empty : " " + parseResult.CommandResult.Command.Name;
+            var names = new List<string>();
+            for (var r = parseResult.CommandResult; r is not null && r.Command != Root; r = r.Parent as System.CommandLine.Parsing.CommandResult)
+            {
+                names.Insert(0, r.Command.Name);
+            }
+
+            var verb = names.Count == 0 ? string.Empty : " " + string.Join(" ", names);
             foreach (var error in parseResult.Errors)
             {
                 _context.Error.WriteLine($"worker{verb}: {error.Message}");

@@ -14,7 +14,8 @@ internal sealed class CliContext
 
     public void ReportError(string verb, string message, Exception? exception = null)
     {
-        Error.WriteLine($"worker {verb}: {message}");
+        // Always one line: what failed and what to do (details only with WORKER_DEBUG=1).
+        Error.WriteLine($"worker {verb}: {message.ReplaceLineEndings(" ")}");
         if (exception is not null && Environment.GetEnvironmentVariable("WORKER_DEBUG") is "1" or "true")
         {
             Error.WriteLine(exception.ToString());

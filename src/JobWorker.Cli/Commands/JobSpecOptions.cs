@@ -70,6 +70,17 @@ internal sealed class JobSpecOptions
         Description = "The program and its arguments (put -- before them if an argument starts with -)",
         HelpName = "CMD [ARGS...]",
         Arity = ArgumentArity.OneOrMore,
+        Validators =
+        {
+            // Unknown options before the command land here as its first token (no program name starts with '-').
+            r =>
+            {
+                if (r.Tokens.Count > 0 && r.Tokens[0].Value.StartsWith('-'))
+                {
+                    r.AddError($"unknown option '{r.Tokens[0].Value}'");
+                }
+            },
+        },
     };
 
     public void AddTo(Command command)

@@ -25,19 +25,19 @@ internal static class OptionFactory
         CustomParser = r => Parse(r, name, (string t, out TimeSpan v, out string? e) => DurationParser.TryParse(t, out v, out e)),
     };
 
-    public static Option<long?> PositiveInteger(string name, string description, string helpName = "N", long min = 1) => new(name)
+    public static Option<long?> PositiveInteger(string name, string description, string helpName = "N", long min = 1, long max = long.MaxValue) => new(name)
     {
         Description = description,
         HelpName = helpName,
         CustomParser = r => Parse(r, name, (string t, out long v, out string? e) =>
         {
-            if (long.TryParse(t, NumberStyles.None, CultureInfo.InvariantCulture, out v) && v >= min)
+            if (long.TryParse(t, NumberStyles.None, CultureInfo.InvariantCulture, out v) && v >= min && v <= max)
             {
                 e = null;
                 return true;
             }
 
-            e = $"'{t}' is not a whole number ≥ {min}";
+            e = max == long.MaxValue ? $"'{t}' is not a whole number ≥ {min}" : $"'{t}' is not a whole number from {min} to {max}";
             return false;
         }),
     };

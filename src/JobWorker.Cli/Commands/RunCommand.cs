@@ -72,7 +72,7 @@ internal sealed class RunCommand : VerbCommand
         }
         catch (RpcException ex)
         {
-            Context.ReportError(Name, $"could not stop job {id}: {ErrorReporter.Describe(ex, Settings)}", ex);
+            Context.ReportError(DisplayName, $"could not stop job {id}: {ErrorReporter.Describe(ex, Settings)}", ex);
         }
     }
 }

@@ -20,6 +20,9 @@ internal abstract class VerbCommand : Command
 
     protected CliContext Context { get; }
 
+    /// <summary>The verb as typed, for messages: "status", "certs init".</summary>
+    public string DisplayName => string.Join(" ", Parents.OfType<Command>().Where(c => c is not RootCommand).Select(c => c.Name).Reverse().Append(Name));
+
     /// <summary>The connection settings once resolved, so errors can name the server and files.</summary>
     protected ConnectionSettings? Settings { get; private set; }
 
@@ -53,7 +56,7 @@ internal abstract class VerbCommand : Command
         }
         catch (Exception ex)
         {
-            Context.ReportError(Name, ErrorReporter.Describe(ex, Settings), ex);
+            Context.ReportError(DisplayName, ErrorReporter.Describe(ex, Settings), ex);
             return ex is CliException cli ? cli.ExitCode : ExitCodes.Failure;
         }
     }

@@ -41,12 +41,13 @@ internal sealed class WorkerConnection : IDisposable
         var clientCertificate = LoadClientCertificate(settings.CertPath, settings.KeyPath);
 
         // .NET on Linux reads every file in /etc/ssl/certs on its first chain check (60–90 ms per process)
-        // even with custom root trust; pointing OpenSSL's SSL_CERT_FILE at our CA avoids that. It must be
-        // set in the native environment (OpenSSL calls getenv), and only if the user has not set it.
-        if (Environment.GetEnvironmentVariable("SSL_CERT_FILE") is null)
-        {
-            NativeEnvironment.Set("SSL_CERT_FILE", Path.GetFullPath(settings.CaPath));
-        }
+        // even with custom root trust. Measured here: SSL_CERT_FILE alone still scans SSL_CERT_DIR or the
+        // default directory; SSL_CERT_FILE = our CA plus an empty SSL_CERT_DIR reads only the CA. We override
+        // values inherited from the user's shell on purpose: trust is decided by the custom root below, never
+        // by the system store, and this process starts no children. Set in the native environment because
+        // .NET's OpenSSL shim calls getenv (Environment.SetEnvironmentVariable only changes a managed copy).
+        NativeEnvironment.Set("SSL_CERT_FILE", Path.GetFullPath(settings.CaPath));
+        NativeEnvironment.Set("SSL_CERT_DIR", string.Empty);
 
         var chainPolicy = new X509ChainPolicy
         {

@@ -107,5 +107,6 @@ internal static class ErrorReporter
         }
     }
 
-    private static string Innermost(Exception exception) => Chain(exception).Last().Message.TrimEnd('.');
+    // First line only: some messages ("Cannot access a disposed object.\nObject name: …") span lines.
+    private static string Innermost(Exception exception) => Chain(exception).Last().Message.Split('\n')[0].Trim().TrimEnd('.');
 }
