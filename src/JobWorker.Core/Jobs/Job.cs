@@ -1,26 +1,74 @@
+using JobWorker.Core.Cgroups;
 using JobWorker.Core.Output;
+using Microsoft.Win32.SafeHandles;
 
 namespace JobWorker.Core.Jobs;
 
 /// <summary>A program started by a <see cref="JobRunner"/>, in its own cgroup.</summary>
+/// <remarks>
+/// The end of a job is driven by the runner's event loop, never by a thread per job: the pidfd becomes readable
+/// when the main process exits → its status is reaped → <c>cgroup.kill</c> ends any leftovers → the group's
+/// <c>populated 0</c> arrives through inotify → the output pipe reaches EOF → final usage is read → the output
+/// log is completed → the group is removed → <see cref="Completion"/> completes.
+/// </remarks>
 public sealed class Job
 {
-    private Job()
+    private readonly JobRunner _runner;
+    private readonly JobCgroup _cgroup;
+    private readonly OutputLog _log;
+    private readonly SafeFileHandle _pidfd;
+    private readonly SafeFileHandle _outputPipe;
+    private readonly TaskCompletionSource<JobStatus> _completion = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    private readonly TaskCompletionSource _outputEnded = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    private readonly DateTimeOffset _startedAt;
+    private ulong _pidfdToken;
+    private ulong _pipeToken;
+    private volatile JobStatus? _final;
+    private int _stopRequested;
+
+    internal Job(JobRunner runner, Guid id, JobSpec spec, JobCgroup cgroup, OutputLog log, int pid, SafeFileHandle pidfd, SafeFileHandle outputPipe, DateTimeOffset startedAt)
     {
-        throw new NotImplementedException();
+        _runner = runner;
+        Id = id;
+        Spec = spec;
+        _cgroup = cgroup;
+        _log = log;
+        Pid = pid;
+        _pidfd = pidfd;
+        _outputPipe = outputPipe;
+        _startedAt = startedAt;
     }
 
     /// <summary>The job's id.</summary>
-    public Guid Id => throw new NotImplementedException();
+    public Guid Id { get; }
 
     /// <summary>What the job runs.</summary>
-    public JobSpec Spec => throw new NotImplementedException();
+    public JobSpec Spec { get; }
+
+    /// <summary>The main process's id (in the server's PID namespace).</summary>
+    public int Pid { get; }
+
+    /// <summary>The job's cgroup directory (removed once the job has ended).</summary>
+    public string CgroupPath => _cgroup.Path;
 
     /// <summary>A snapshot of the job's current status, with fresh usage figures while it runs.</summary>
-    public JobStatus Status => throw new NotImplementedException();
+    public JobStatus Status => _final ?? new JobStatus
+    {
+        State = JobState.Running,
+        Pid = Pid,
+        StartedAt = _startedAt,
+        Usage = _cgroup.ReadUsage(),
+        LogBytes = _log.Length,
+        LogDroppedBytes = _log.DroppedBytes,
+        LogTruncated = _log.Truncated,
+    };
 
     /// <summary>Completes with the final status once the job has ended and its output is complete.</summary>
-    public Task<JobStatus> Completion => throw new NotImplementedException();
+    public Task<JobStatus> Completion => _completion.Task;
+
+    internal bool StopRequested => Volatile.Read(ref _stopRequested) != 0;
+
+    internal OutputLog Log => _log;
 
     /// <summary>
     /// Stops the job: SIGTERM to every process in its cgroup, then SIGKILL to all once <paramref name="grace"/>
@@ -28,10 +76,155 @@ public sealed class Job
     /// </summary>
     /// <param name="grace">Time between SIGTERM and SIGKILL; <see langword="null"/> for the runner's default.</param>
     /// <param name="cancellationToken">Stops waiting (the stop itself goes on).</param>
+    /// <exception cref="ArgumentOutOfRangeException"><paramref name="grace"/> is negative.</exception>
     public Task<JobStatus> StopAsync(TimeSpan? grace = null, CancellationToken cancellationToken = default)
-        => throw new NotImplementedException();
+    {
+        var effectiveGrace = grace ?? _runner.Options.DefaultStopGrace;
+        ArgumentOutOfRangeException.ThrowIfLessThan(effectiveGrace, TimeSpan.Zero, nameof(grace));
+        if (_final is { } final)
+        {
+            return Task.FromResult(final);
+        }
+
+        Interlocked.Exchange(ref _stopRequested, 1);
+        if (effectiveGrace == TimeSpan.Zero)
+        {
+            _cgroup.Kill();
+        }
+        else
+        {
+            // Every process, not only the main one: a child that ignores its parent's death, or a grandchild
+            // that called setsid and double-forked, is still in the job's cgroup.
+            _cgroup.Signal(Interop.Sys.SIGTERM);
+            _ = EscalateAfterGraceAsync(effectiveGrace);
+        }
+
+        return _completion.Task.WaitAsync(cancellationToken);
+    }
+
+    private async Task EscalateAfterGraceAsync(TimeSpan grace)
+    {
+        // Not tied to the caller's token: a cancelled wait must not cancel the stop.
+        var ended = await Task.WhenAny(_completion.Task, Task.Delay(grace)).ConfigureAwait(false) == _completion.Task;
+        if (!ended)
+        {
+            _cgroup.Kill();
+        }
+    }
 
     /// <summary>Reads the job's output (stdout and stderr, interleaved in the order written).</summary>
     public IAsyncEnumerable<OutputChunk> ReadOutputAsync(OutputReadOptions? options = null, CancellationToken cancellationToken = default)
-        => throw new NotImplementedException();
+        => _log.ReadAsync(options ?? OutputReadOptions.Default, cancellationToken);
+
+    /// <summary>Registers the pidfd and output pipe with the runner's event loop.</summary>
+    internal void Watch()
+    {
+        _pipeToken = _runner.Loop.Add(_outputPipe, OnOutputReadable);
+        _pidfdToken = _runner.Loop.Add(_pidfd, OnMainExited);
+    }
+
+    private void OnOutputReadable()
+    {
+        bool eof;
+        try
+        {
+            eof = _log.DrainFrom(_outputPipe);
+        }
+        catch (Exception ex)
+        {
+            // A broken log must not keep the job (and its pipe) alive forever: stop reading, the job goes on.
+            _runner.ReportBackgroundError(this, "draining output", ex);
+            eof = true;
+        }
+
+        if (eof)
+        {
+            _runner.Loop.Remove(_pipeToken);
+            _outputPipe.Dispose();
+            _outputEnded.TrySetResult();
+        }
+        else
+        {
+            _runner.Loop.Rearm(_pipeToken);
+        }
+    }
+
+    private void OnMainExited() => _ = EndAsync();
+
+    private async Task EndAsync()
+    {
+        int? exitCode = null;
+        int? signal = null;
+        DateTimeOffset endedAt;
+        try
+        {
+            var r = Interop.Spawn.PidfdWait(_pidfd, nohang: 1, out var kind, out var code);
+            if (r == 0 && kind == 0)
+            {
+                // Spurious readiness (should not happen for a pidfd): wait again.
+                _runner.Loop.Rearm(_pidfdToken);
+                return;
+            }
+
+            endedAt = DateTimeOffset.UtcNow;
+            if (r == 0 && kind == 1)
+            {
+                exitCode = code;
+            }
+            else if (r == 0)
+            {
+                signal = code;
+            }
+
+            _runner.Loop.Remove(_pidfdToken);
+            _pidfd.Dispose();
+
+            // The job ends with its main process: nothing it left behind may keep running.
+            _cgroup.Kill();
+            await _runner.CgroupWatcher.WaitUntilEmptyAsync(_cgroup).ConfigureAwait(false);
+
+            // All writers are gone with the processes, so EOF follows promptly (unless a process outside the
+            // cgroup got the pipe's write end through a unix socket: not a case we wait for forever).
+            await _outputEnded.Task.WaitAsync(TimeSpan.FromSeconds(10)).ConfigureAwait(false);
+        }
+        catch (Exception ex)
+        {
+            _runner.ReportBackgroundError(this, "ending the job", ex);
+            endedAt = DateTimeOffset.UtcNow;
+        }
+
+        var usage = _cgroup.ReadUsage();
+        var state = StopRequested ? JobState.Stopped : exitCode is not null ? JobState.Exited : JobState.Signaled;
+        var final = new JobStatus
+        {
+            State = state,
+            Pid = Pid,
+            ExitCode = exitCode,
+            Signal = signal,
+            OomKilled = usage.OomKills > 0,
+            StartedAt = _startedAt,
+            EndedAt = endedAt,
+            Usage = usage,
+            LogBytes = _log.Length,
+            LogDroppedBytes = _log.DroppedBytes,
+            LogTruncated = _log.Truncated,
+        };
+        _final = final;
+
+        try
+        {
+            _log.Complete();
+        }
+        catch (Exception ex)
+        {
+            _runner.ReportBackgroundError(this, "completing the output log", ex);
+        }
+
+        if (!await _cgroup.TryRemoveAsync().ConfigureAwait(false))
+        {
+            _runner.ReportBackgroundError(this, "removing the cgroup", new IOException($"cgroup {_cgroup.Path} could not be removed"));
+        }
+
+        _completion.TrySetResult(final);
+    }
 }

@@ -1,0 +1,75 @@
+/* JobWorker spawn library: starts one job process with clone3 and reports the failing step on error.
+ * The struct is versioned by its size so later fields (namespaces, init) are additive. */
+#ifndef JOBWORKER_SPAWN_H
+#define JOBWORKER_SPAWN_H
+
+#include <stdint.h>
+
+/* jw_spawn_args.flags */
+#define JW_SPAWN_SET_CREDENTIALS 0x1u /* setgroups(0), setgid(gid), setuid(uid) */
+#define JW_SPAWN_SETSID 0x2u          /* new session, so signals to the server's group never reach the job */
+#define JW_SPAWN_NO_CLONE3 0x4u       /* skip clone3 (tests and benchmarks of the fallback path) */
+
+/* Steps reported in jw_spawn_args.failed_step. */
+enum jw_step {
+    JW_STEP_NONE = 0,
+    JW_STEP_CLONE = 1,
+    JW_STEP_SIGNALS = 2,
+    JW_STEP_CGROUP = 3,
+    JW_STEP_SETSID = 4,
+    JW_STEP_STDIO = 5,
+    JW_STEP_SETGROUPS = 6,
+    JW_STEP_SETGID = 7,
+    JW_STEP_SETUID = 8,
+    JW_STEP_NO_NEW_PRIVS = 9,
+    JW_STEP_PDEATHSIG = 10,
+    JW_STEP_CHDIR = 11,
+    JW_STEP_CLOSE_FDS = 12,
+    JW_STEP_EXEC = 13,
+    JW_STEP_ARGS = 14,
+    JW_STEP_NAMESPACES = 15,
+};
+
+struct jw_spawn_args {
+    uint32_t size;               /* sizeof(struct jw_spawn_args) as the caller knows it */
+    uint32_t flags;              /* JW_SPAWN_* */
+    uint64_t namespace_flags;    /* CLONE_NEW* flags; reserved, must be 0 until isolation lands */
+    const char *const *exec_paths; /* candidate executables, tried in order (PATH lookup done by the caller) */
+    const char *const *argv;
+    const char *const *envp;
+    const char *cwd;             /* NULL: stay in the inherited directory */
+    int32_t stdin_fd;
+    int32_t stdout_fd;
+    int32_t stderr_fd;
+    int32_t cgroup_fd;           /* directory fd of the job's cgroup, or -1 */
+    uint32_t uid;
+    uint32_t gid;
+    int32_t pdeath_signal;       /* 0: none */
+    /* out */
+    int32_t pid;
+    int32_t pidfd;
+    int32_t failed_step;         /* enum jw_step */
+    int32_t error;               /* errno of the failed step */
+    int32_t used_clone3;         /* 1 if CLONE_INTO_CGROUP placed the child, 0 if the child joined itself */
+};
+
+/* Returns 0 after a successful execve (pid and pidfd set), -1 on failure (failed_step and error set). */
+int jw_spawn(struct jw_spawn_args *args);
+
+/* waitid(P_PIDFD, WEXITED): returns 0 and sets code (exit code or signal) and kind (1 exited, 2 signaled), or -errno. */
+int jw_pidfd_wait(int pidfd, int nohang, int32_t *kind, int32_t *code);
+
+/* pidfd_send_signal: 0 or -errno. */
+int jw_pidfd_send_signal(int pidfd, int sig);
+
+/* pipe2(O_CLOEXEC) with a non-blocking read end grown to size bytes (F_SETPIPE_SZ, best effort):
+ * fds[0] read end, fds[1] write end. 0 or -errno. */
+int jw_pipe(int32_t fds[2], int32_t size);
+
+/* open(path, O_RDONLY|O_DIRECTORY|O_CLOEXEC): the fd or -errno. */
+int jw_open_directory(const char *path);
+
+/* Writes data to an existing file in one write(2) (cgroup interface files need that): 0 or -errno. */
+int jw_write_file(const char *path, const char *data, int32_t length);
+
+#endif

@@ -1,0 +1,78 @@
+using System.Runtime.InteropServices;
+
+namespace JobWorker.Core;
+
+internal static partial class Interop
+{
+    internal static unsafe partial class Spawn
+    {
+        internal const uint FlagSetCredentials = 0x1;
+        internal const uint FlagSetsid = 0x2;
+        internal const uint FlagNoClone3 = 0x4;
+
+        /// <summary>Mirrors <c>struct jw_spawn_args</c> in native/jobworker_spawn.h.</summary>
+        [StructLayout(LayoutKind.Sequential)]
+        internal struct SpawnArgs
+        {
+            public uint Size;
+            public uint Flags;
+            public ulong NamespaceFlags;
+            public byte** ExecPaths;
+            public byte** Argv;
+            public byte** Envp;
+            public byte* Cwd;
+            public int StdinFd;
+            public int StdoutFd;
+            public int StderrFd;
+            public int CgroupFd;
+            public uint Uid;
+            public uint Gid;
+            public int PdeathSignal;
+            public int Pid;
+            public int Pidfd;
+            public int FailedStep;
+            public int Error;
+            public int UsedClone3;
+        }
+
+        /// <summary>Mirrors <c>enum jw_step</c>.</summary>
+        internal enum Step
+        {
+            None = 0,
+            Clone = 1,
+            Signals = 2,
+            Cgroup = 3,
+            Setsid = 4,
+            Stdio = 5,
+            Setgroups = 6,
+            Setgid = 7,
+            Setuid = 8,
+            NoNewPrivs = 9,
+            Pdeathsig = 10,
+            Chdir = 11,
+            CloseFds = 12,
+            Exec = 13,
+            Args = 14,
+            Namespaces = 15,
+        }
+
+        [LibraryImport(Libraries.Spawn, EntryPoint = "jw_spawn")]
+        internal static partial int SpawnProcess(SpawnArgs* args);
+
+        /// <summary>kind: 0 still running (nohang), 1 exited (code = exit code), 2 killed (code = signal).</summary>
+        [LibraryImport(Libraries.Spawn, EntryPoint = "jw_pidfd_wait")]
+        internal static partial int PidfdWait(SafeHandle pidfd, int nohang, out int kind, out int code);
+
+        [LibraryImport(Libraries.Spawn, EntryPoint = "jw_pidfd_send_signal")]
+        internal static partial int PidfdSendSignal(SafeHandle pidfd, int signal);
+
+        [LibraryImport(Libraries.Spawn, EntryPoint = "jw_pipe")]
+        internal static partial int Pipe(int* fds, int size);
+
+        [LibraryImport(Libraries.Spawn, EntryPoint = "jw_open_directory", StringMarshalling = StringMarshalling.Utf8)]
+        internal static partial int OpenDirectory(string path);
+
+        [LibraryImport(Libraries.Spawn, EntryPoint = "jw_write_file", StringMarshalling = StringMarshalling.Utf8)]
+        internal static partial int WriteFile(string path, byte* data, int length);
+    }
+}

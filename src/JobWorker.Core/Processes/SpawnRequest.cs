@@ -1,0 +1,32 @@
+using Microsoft.Win32.SafeHandles;
+
+namespace JobWorker.Core.Processes;
+
+/// <summary>Everything the C library needs to start one process.</summary>
+internal sealed record SpawnRequest
+{
+    /// <summary>Executables to try in order (the PATH lookup result).</summary>
+    public required IReadOnlyList<string> ExecPaths { get; init; }
+
+    public required IReadOnlyList<string> Argv { get; init; }
+
+    public required IReadOnlyList<string> Environment { get; init; }
+
+    public string? WorkingDirectory { get; init; }
+
+    public required SafeFileHandle Stdin { get; init; }
+
+    /// <summary>Write end of the output pipe: both stdout and stderr.</summary>
+    public required SafeFileHandle Output { get; init; }
+
+    /// <summary>Directory fd of the job's cgroup, or null to stay in the caller's cgroup.</summary>
+    public SafeFileHandle? Cgroup { get; init; }
+
+    /// <summary>Uid and gid, or null to keep the server's credentials.</summary>
+    public (uint Uid, uint Gid)? Credentials { get; init; }
+
+    public bool NewSession { get; init; } = true;
+
+    /// <summary>Force the fallback path (clone + join cgroup from the child); for tests and benchmarks.</summary>
+    public bool ForceFallback { get; init; }
+}

@@ -1,0 +1,73 @@
+using System.Text;
+using JobWorker.Core.Jobs;
+
+namespace JobWorker.Core.Tests.Infrastructure;
+
+/// <summary>
+/// A <see cref="JobRunner"/> with its own cgroup subtree (<c>&lt;cgroup2&gt;/jobworker-test-&lt;random&gt;</c>) and
+/// log directory, both removed on dispose so tests running in parallel never see each other's groups.
+/// </summary>
+internal sealed class TestRunner : IAsyncDisposable
+{
+    private TestRunner(JobRunner runner, string logDirectory)
+    {
+        Runner = runner;
+        LogDirectory = logDirectory;
+    }
+
+    public JobRunner Runner { get; }
+
+    public string LogDirectory { get; }
+
+    /// <summary>The tests' dummy job (tests/JobWorker.TestProcess), built next to the tests.</summary>
+    public static string TestProcess { get; } = Path.Combine(AppContext.BaseDirectory, "jobworker-testprocess");
+
+    public static string CgroupMount { get; } = Cgroups.CgroupMount.FindMountPoint() ?? throw new InvalidOperationException("no cgroup2 mount");
+
+    public static TestRunner Create(Func<JobRunnerOptions, JobRunnerOptions>? configure = null)
+    {
+        var suffix = Guid.NewGuid().ToString("N")[..12];
+        var logs = Path.Combine(Path.GetTempPath(), "jobworker-test-logs-" + suffix);
+        var options = new JobRunnerOptions
+        {
+            CgroupRoot = Path.Combine(CgroupMount, "jobworker-test-" + suffix),
+            LogDirectory = logs,
+            DefaultStopGrace = TimeSpan.FromSeconds(2),
+        };
+        options = configure?.Invoke(options) ?? options;
+        try
+        {
+            return new TestRunner(JobRunner.Create(options), logs);
+        }
+        catch
+        {
+            if (Directory.Exists(logs))
+            {
+                Directory.Delete(logs, recursive: true);
+            }
+
+            throw;
+        }
+    }
+
+    public Job Start(params string[] args) => Runner.Start(new JobSpec(TestProcess, args));
+
+    /// <summary>The job's output as stored in its log file.</summary>
+    public string Output(Job job) => Encoding.UTF8.GetString(File.ReadAllBytes(Path.Combine(LogDirectory, $"{job.Id:N}.log")));
+
+    public async ValueTask DisposeAsync()
+    {
+        var root = Runner.CgroupRoot;
+        await Runner.DisposeAsync();
+        if (Directory.Exists(LogDirectory))
+        {
+            Directory.Delete(LogDirectory, recursive: true);
+        }
+
+        // A test must not leave its subtree behind: if the runner failed to, fail loudly here.
+        if (Directory.Exists(root))
+        {
+            throw new InvalidOperationException($"cgroup subtree {root} was not removed");
+        }
+    }
+}

@@ -1,0 +1,264 @@
+/*
+ * jobworker-testprocess: the dummy job the engine's tests drive. It is C, not .NET, so that fork, setsid,
+ * signal dispositions and memory use are exactly what a test asks for (a .NET child would ignore SIGPIPE,
+ * start threads, and turn a memory limit into a managed OutOfMemory instead of a kernel OOM kill).
+ *
+ * Arguments are steps run in order, for example:
+ *   jobworker-testprocess print 1000 stderr 10 sleep 0.5 exit 3
+ *
+ *   print N          write N bytes ('a'..'z' cycling, '\n' every 64th) to stdout
+ *   stderr N         the same to stderr
+ *   echo TEXT        write TEXT and a newline to stdout
+ *   sleep S          sleep S seconds (fractions allowed)
+ *   exit N           exit with code N
+ *   signal N         kill itself with signal N
+ *   ignore-sigterm   ignore SIGTERM from now on
+ *   fork K           start K children that sleep until killed (they ignore SIGTERM if asked before)
+ *   detach           setsid + double fork: a grandchild outside our session sleeps until killed;
+ *                    prints "grandchild PID"
+ *   alloc MB         allocate and touch MB MiB
+ *   busy S           spin on the CPU for S seconds
+ *   forkbomb N       try N forks (children sleep); prints "forked OK failed F errno E"
+ *   write-file P N   write N bytes to file P
+ *   ids              print "uid=U gid=G groups=N[:g1,g2]"
+ *   sigpipe          print "sigpipe=default" or "sigpipe=ignored"
+ *   fds              print "fds=N" (open file descriptors)
+ *   cwd              print "cwd=PATH"
+ *   env NAME         print "NAME=value" or "NAME unset"
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <stdarg.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/types.h>
+#include <sys/wait.h>
+#include <dirent.h>
+#include <grp.h>
+#include <time.h>
+#include <unistd.h>
+
+static void write_all(int fd, const char *p, size_t n)
+{
+    while (n > 0) {
+        ssize_t w = write(fd, p, n);
+        if (w < 0) {
+            if (errno == EINTR) {
+                continue;
+            }
+            exit(120);
+        }
+        p += w;
+        n -= (size_t)w;
+    }
+}
+
+static void print_bytes(int fd, long n)
+{
+    static char buf[65536];
+    static int filled;
+    if (!filled) {
+        for (int i = 0; i < (int)sizeof buf; i++) {
+            buf[i] = (i % 64 == 63) ? '\n' : (char)('a' + i % 26);
+        }
+        filled = 1;
+    }
+    while (n > 0) {
+        size_t chunk = n > (long)sizeof buf ? sizeof buf : (size_t)n;
+        write_all(fd, buf, chunk);
+        n -= (long)chunk;
+    }
+}
+
+static void say(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static void say(const char *fmt, ...)
+{
+    char line[4096];
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(line, sizeof line, fmt, ap);
+    va_end(ap);
+    if (n > 0) {
+        write_all(1, line, (size_t)n < sizeof line ? (size_t)n : sizeof line - 1);
+    }
+}
+
+static void sleep_seconds(double s)
+{
+    struct timespec ts = { (time_t)s, (long)((s - (double)(time_t)s) * 1e9) };
+    while (nanosleep(&ts, &ts) < 0 && errno == EINTR) {
+    }
+}
+
+static void sleep_forever(void)
+{
+    for (;;) {
+        pause();
+    }
+}
+
+static double now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+int main(int argc, char **argv)
+{
+    for (int i = 1; i < argc; i++) {
+        const char *op = argv[i];
+        const char *arg = i + 1 < argc ? argv[i + 1] : "0";
+        if (strcmp(op, "print") == 0) {
+            print_bytes(1, atol(arg));
+            i++;
+        } else if (strcmp(op, "stderr") == 0) {
+            print_bytes(2, atol(arg));
+            i++;
+        } else if (strcmp(op, "echo") == 0) {
+            say("%s\n", arg);
+            i++;
+        } else if (strcmp(op, "sleep") == 0) {
+            sleep_seconds(atof(arg));
+            i++;
+        } else if (strcmp(op, "exit") == 0) {
+            return atoi(arg);
+        } else if (strcmp(op, "signal") == 0) {
+            signal(atoi(arg), SIG_DFL);
+            raise(atoi(arg));
+            i++;
+        } else if (strcmp(op, "ignore-sigterm") == 0) {
+            signal(SIGTERM, SIG_IGN);
+        } else if (strcmp(op, "fork") == 0) {
+            int k = atoi(arg);
+            for (int c = 0; c < k; c++) {
+                pid_t pid = fork();
+                if (pid == 0) {
+                    sleep_forever();
+                }
+            }
+            i++;
+        } else if (strcmp(op, "detach") == 0) {
+            int p[2];
+            if (pipe(p) < 0) {
+                return 121;
+            }
+            pid_t mid = fork();
+            if (mid == 0) {
+                setsid();
+                pid_t grand = fork();
+                if (grand == 0) {
+                    close(p[0]);
+                    pid_t me = getpid();
+                    write_all(p[1], (const char *)&me, sizeof me);
+                    close(p[1]);
+                    signal(SIGTERM, SIG_IGN); /* an escapee that also resists a polite stop */
+                    sleep_forever();
+                }
+                _exit(0);
+            }
+            close(p[1]);
+            pid_t grand = 0;
+            if (read(p[0], &grand, sizeof grand) != (ssize_t)sizeof grand) {
+                return 122;
+            }
+            close(p[0]);
+            waitpid(mid, NULL, 0);
+            say("grandchild %d\n", (int)grand);
+        } else if (strcmp(op, "alloc") == 0) {
+            long mb = atol(arg);
+            for (long m = 0; m < mb; m++) {
+                char *block = malloc(1 << 20);
+                if (block == NULL) {
+                    say("alloc failed at %ld MiB\n", m);
+                    return 123;
+                }
+                memset(block, 1, 1 << 20);
+            }
+            say("allocated %ld MiB\n", mb);
+            i++;
+        } else if (strcmp(op, "busy") == 0) {
+            double end = now() + atof(arg);
+            volatile unsigned long x = 0;
+            while (now() < end) {
+                for (int k = 0; k < 100000; k++) {
+                    x += (unsigned long)k;
+                }
+            }
+            i++;
+        } else if (strcmp(op, "forkbomb") == 0) {
+            int n = atoi(arg);
+            int ok = 0, failed = 0, err = 0;
+            for (int c = 0; c < n; c++) {
+                pid_t pid = fork();
+                if (pid == 0) {
+                    sleep_forever();
+                } else if (pid < 0) {
+                    failed++;
+                    err = errno;
+                } else {
+                    ok++;
+                }
+            }
+            say("forked %d failed %d errno %d\n", ok, failed, err);
+            i++;
+        } else if (strcmp(op, "write-file") == 0) {
+            const char *path = arg;
+            long n = i + 2 < argc ? atol(argv[i + 2]) : 0;
+            int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+            if (fd < 0) {
+                say("open %s failed errno %d\n", path, errno);
+                return 124;
+            }
+            print_bytes(fd, n);
+            fsync(fd);
+            close(fd);
+            i += 2;
+        } else if (strcmp(op, "ids") == 0) {
+            gid_t groups[256];
+            int n = getgroups(256, groups);
+            char list[2048] = "";
+            size_t used = 0;
+            for (int g = 0; g < n && used < sizeof list - 16; g++) {
+                used += (size_t)snprintf(list + used, sizeof list - used, "%s%u", g ? "," : ":", (unsigned)groups[g]);
+            }
+            say("uid=%u gid=%u groups=%d%s\n", (unsigned)getuid(), (unsigned)getgid(), n, list);
+        } else if (strcmp(op, "sigpipe") == 0) {
+            struct sigaction sa;
+            sigaction(SIGPIPE, NULL, &sa);
+            say("sigpipe=%s\n", sa.sa_handler == SIG_IGN ? "ignored" : "default");
+        } else if (strcmp(op, "fds") == 0) {
+            int count = 0;
+            DIR *d = opendir("/proc/self/fd");
+            if (d != NULL) {
+                struct dirent *e;
+                while ((e = readdir(d)) != NULL) {
+                    if (e->d_name[0] != '.') {
+                        count++;
+                    }
+                }
+                closedir(d);
+                count--; /* the directory's own fd */
+            }
+            say("fds=%d\n", count);
+        } else if (strcmp(op, "cwd") == 0) {
+            char buf[4096];
+            say("cwd=%s\n", getcwd(buf, sizeof buf) ? buf : "?");
+        } else if (strcmp(op, "env") == 0) {
+            const char *v = getenv(arg);
+            if (v) {
+                say("%s=%s\n", arg, v);
+            } else {
+                say("%s unset\n", arg);
+            }
+            i++;
+        } else {
+            fprintf(stderr, "jobworker-testprocess: unknown step '%s'\n", op);
+            return 125;
+        }
+    }
+    return 0;
+}
