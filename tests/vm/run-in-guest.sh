@@ -105,6 +105,8 @@ if [ ! -s "$initramfs" ]; then
     (cd "$stage" && find . -print0 | LC_ALL=C sort -z | cpio --null -o -H newc --quiet) > "$stage.cpio"
     mv -f "$stage.cpio" "$initramfs"
     rm -rf "$stage"
+    # Images of older guest-init.sh versions are never used again.
+    find "$cache_dir" -maxdepth 1 -name 'initramfs-*.cpio' ! -name "initramfs-$key.cpio" -delete
     log "built $initramfs in $(elapsed "$t0") s"
 fi
 
