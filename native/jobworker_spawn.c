@@ -248,6 +248,11 @@ int jw_spawn(struct jw_spawn_args *a)
         return -1;
     }
 
+    /* The child shares our mm (CLONE_VM), and a uid change in it resets the mm's dumpable flag to
+     * fs.suid_dumpable (commit_creds), which would make the server itself non-dumpable (no core dumps, no
+     * dotnet-dump, /proc/<pid> owned by root). Remember the flag to restore it once the child has exec'd. */
+    int dumpable = prctl(PR_GET_DUMPABLE, 0, 0, 0, 0);
+
     /* Block every signal (glibc's internal ones too, hence the raw syscall) so none is delivered to the child
      * before it has reset the handlers it inherited from the runtime. */
     uint64_t all = ~0ULL;
@@ -298,6 +303,9 @@ int jw_spawn(struct jw_spawn_args *a)
     }
 
     int saved = clone_errno;
+    if (dumpable > 0 && prctl(PR_GET_DUMPABLE, 0, 0, 0, 0) != dumpable) {
+        (void)prctl(PR_SET_DUMPABLE, dumpable, 0, 0, 0);
+    }
     syscall(SYS_rt_sigprocmask, SIG_SETMASK, &old, NULL, 8);
     munmap(stack, JW_STACK_SIZE);
 

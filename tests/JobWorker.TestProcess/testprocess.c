@@ -17,14 +17,19 @@
  *   detach           setsid + double fork: a grandchild outside our session sleeps until killed;
  *                    prints "grandchild PID"
  *   alloc MB         allocate and touch MB MiB
- *   busy S           spin on the CPU for S seconds
+ *   busy S           spin on the CPU for S seconds of wall-clock time
+ *   cpu S            spin until the process has used S seconds of CPU time
  *   forkbomb N       try N forks (children sleep); prints "forked OK failed F errno E"
  *   write-file P N   write N bytes to file P
+ *   write-direct P M write M MiB to P with O_DIRECT (bypasses the page cache, so io.max applies at once);
+ *                    prints "wrote M MiB in S s"
  *   ids              print "uid=U gid=G groups=N[:g1,g2]"
  *   sigpipe          print "sigpipe=default" or "sigpipe=ignored"
  *   fds              print "fds=N" (open file descriptors)
  *   cwd              print "cwd=PATH"
  *   env NAME         print "NAME=value" or "NAME unset"
+ *   cgroup           print "cgroup=PATH" (the cgroup v2 line of /proc/self/cgroup)
+ *   close-output     close stdout and stderr (the job goes on without its output pipe)
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -189,6 +194,20 @@ int main(int argc, char **argv)
                 }
             }
             i++;
+        } else if (strcmp(op, "cpu") == 0) {
+            double want = atof(arg);
+            volatile unsigned long x = 0;
+            for (;;) {
+                struct timespec ts;
+                clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+                if ((double)ts.tv_sec + (double)ts.tv_nsec / 1e9 >= want) {
+                    break;
+                }
+                for (int k = 0; k < 100000; k++) {
+                    x += (unsigned long)k;
+                }
+            }
+            i++;
         } else if (strcmp(op, "forkbomb") == 0) {
             int n = atoi(arg);
             int ok = 0, failed = 0, err = 0;
@@ -216,6 +235,26 @@ int main(int argc, char **argv)
             print_bytes(fd, n);
             fsync(fd);
             close(fd);
+            i += 2;
+        } else if (strcmp(op, "write-direct") == 0) {
+            const char *path = arg;
+            long mb = i + 2 < argc ? atol(argv[i + 2]) : 0;
+            int fd = open(path, O_WRONLY | O_CREAT | O_DIRECT, 0644);
+            void *block = NULL;
+            if (fd < 0 || posix_memalign(&block, 4096, 1 << 20) != 0) {
+                say("open %s failed errno %d\n", path, errno);
+                return 124;
+            }
+            memset(block, 7, 1 << 20);
+            double start = now();
+            for (long m = 0; m < mb; m++) {
+                if (write(fd, block, 1 << 20) != 1 << 20) {
+                    say("write failed errno %d\n", errno);
+                    return 124;
+                }
+            }
+            close(fd);
+            say("wrote %ld MiB in %.2f s\n", mb, now() - start);
             i += 2;
         } else if (strcmp(op, "ids") == 0) {
             gid_t groups[256];
@@ -255,6 +294,24 @@ int main(int argc, char **argv)
                 say("%s unset\n", arg);
             }
             i++;
+        } else if (strcmp(op, "cgroup") == 0) {
+            char buf[4096];
+            int fd = open("/proc/self/cgroup", O_RDONLY);
+            ssize_t n = fd >= 0 ? read(fd, buf, sizeof buf - 1) : -1;
+            buf[n > 0 ? n : 0] = 0;
+            char *line = strstr(buf, "0::");
+            if (line != NULL) {
+                char *end = strchr(line, '\n');
+                if (end) {
+                    *end = 0;
+                }
+                say("cgroup=%s\n", line + 3);
+            } else {
+                say("cgroup=?\n");
+            }
+        } else if (strcmp(op, "close-output") == 0) {
+            close(1);
+            close(2);
         } else {
             fprintf(stderr, "jobworker-testprocess: unknown step '%s'\n", op);
             return 125;

@@ -16,6 +16,8 @@ internal sealed class CgroupEventsWatcher : IDisposable
     private readonly SafeFileHandle _inotify;
     private readonly ulong _token;
     private readonly ConcurrentDictionary<int, Waiter> _waiters = new();
+    private readonly Lock _lock = new();
+    private bool _disposed;
 
     public CgroupEventsWatcher(EventLoop loop)
     {
@@ -56,7 +58,19 @@ internal sealed class CgroupEventsWatcher : IDisposable
         }
     }
 
-    private unsafe void OnReadable()
+    private void OnReadable(ulong token)
+    {
+        // A callback may already be queued when Dispose runs: the lock and flag keep it off a closed fd.
+        lock (_lock)
+        {
+            if (!_disposed)
+            {
+                DrainEvents(token);
+            }
+        }
+    }
+
+    private unsafe void DrainEvents(ulong token)
     {
         const int BufferSize = 4096;
         var buffer = stackalloc byte[BufferSize];
@@ -89,7 +103,7 @@ internal sealed class CgroupEventsWatcher : IDisposable
 
         try
         {
-            _loop.Rearm(_token);
+            _loop.Rearm(token);
         }
         catch (IOException)
         {
@@ -99,8 +113,18 @@ internal sealed class CgroupEventsWatcher : IDisposable
 
     public void Dispose()
     {
-        _loop.Remove(_token);
-        _inotify.Dispose();
+        lock (_lock)
+        {
+            if (_disposed)
+            {
+                return;
+            }
+
+            _disposed = true;
+            _loop.Remove(_token);
+            _inotify.Dispose();
+        }
+
         foreach (var waiter in _waiters.Values)
         {
             waiter.Completion.TrySetResult();

@@ -42,6 +42,13 @@ internal sealed class CgroupTree
         {
             var own = CgroupMount.FindOwnCgroup()
                 ?? throw new JobWorkerException("UseDelegatedCgroup is set but this process has no cgroup v2 path in /proc/self/cgroup.");
+            if (own == "/")
+            {
+                // Jobs would become siblings of every other group on the host, and stale-group removal would
+                // kill them: only a real delegated subtree (systemd Delegate=yes) may be used this way.
+                throw new JobWorkerException("UseDelegatedCgroup is set but this process is in the root cgroup, which is not a delegated subtree. Run the server as a systemd service with Delegate=yes, or set CgroupRoot instead.");
+            }
+
             root = Path.Join(mount, own).TrimEnd('/');
             MoveSelfIntoLeaf(root);
         }
@@ -136,11 +143,13 @@ internal sealed class CgroupTree
             return false;
         }
 
+        // cgroup v1 calls the io controller "blkio".
+        var v1Name = controller == "io" ? "blkio" : controller;
         foreach (var line in cgroups.Split('\n'))
         {
             // "#subsys_name hierarchy num_cgroups enabled": hierarchy 0 means cgroup v2 (or unused).
             var fields = line.Split('\t', ' ');
-            if (fields.Length >= 2 && fields[0] == controller)
+            if (fields.Length >= 2 && fields[0] == v1Name)
             {
                 return fields[1] != "0";
             }

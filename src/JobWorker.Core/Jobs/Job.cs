@@ -21,8 +21,6 @@ public sealed class Job
     private readonly TaskCompletionSource<JobStatus> _completion = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private readonly TaskCompletionSource _outputEnded = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private readonly DateTimeOffset _startedAt;
-    private ulong _pidfdToken;
-    private ulong _pipeToken;
     private volatile JobStatus? _final;
     private int _stopRequested;
 
@@ -119,11 +117,12 @@ public sealed class Job
     /// <summary>Registers the pidfd and output pipe with the runner's event loop.</summary>
     internal void Watch()
     {
-        _pipeToken = _runner.Loop.Add(_outputPipe, OnOutputReadable);
-        _pidfdToken = _runner.Loop.Add(_pidfd, OnMainExited);
+        // The handlers get their token as an argument: they may run before Add returns.
+        _runner.Loop.Add(_outputPipe, OnOutputReadable);
+        _runner.Loop.Add(_pidfd, OnMainExited);
     }
 
-    private void OnOutputReadable()
+    private void OnOutputReadable(ulong token)
     {
         bool eof;
         try
@@ -139,19 +138,19 @@ public sealed class Job
 
         if (eof)
         {
-            _runner.Loop.Remove(_pipeToken);
+            _runner.Loop.Remove(token);
             _outputPipe.Dispose();
             _outputEnded.TrySetResult();
         }
         else
         {
-            _runner.Loop.Rearm(_pipeToken);
+            _runner.Loop.Rearm(token);
         }
     }
 
-    private void OnMainExited() => _ = EndAsync();
+    private void OnMainExited(ulong token) => _ = EndAsync(token);
 
-    private async Task EndAsync()
+    private async Task EndAsync(ulong pidfdToken)
     {
         int? exitCode = null;
         int? signal = null;
@@ -162,7 +161,7 @@ public sealed class Job
             if (r == 0 && kind == 0)
             {
                 // Spurious readiness (should not happen for a pidfd): wait again.
-                _runner.Loop.Rearm(_pidfdToken);
+                _runner.Loop.Rearm(pidfdToken);
                 return;
             }
 
@@ -176,7 +175,7 @@ public sealed class Job
                 signal = code;
             }
 
-            _runner.Loop.Remove(_pidfdToken);
+            _runner.Loop.Remove(pidfdToken);
             _pidfd.Dispose();
 
             // The job ends with its main process: nothing it left behind may keep running.

@@ -25,13 +25,14 @@ public sealed class JobRunner : IAsyncDisposable
     private readonly ProcessSpawner _spawner;
     private readonly SafeFileHandle _devNull;
     private int _disposed;
+    private volatile AccountCache? _account;
 
     private JobRunner(JobRunnerOptions options, CgroupTree tree)
     {
         Options = options;
         _tree = tree;
         _devNull = File.OpenHandle("/dev/null", FileMode.Open, FileAccess.Read);
-        Loop = new EventLoop();
+        Loop = new EventLoop(ex => BackgroundError?.Invoke(this, new JobBackgroundErrorEventArgs(Guid.Empty, "handling an event", ex)));
         CgroupWatcher = new CgroupEventsWatcher(Loop);
         _spawner = new ProcessSpawner();
     }
@@ -56,9 +57,18 @@ public sealed class JobRunner : IAsyncDisposable
     {
         ArgumentNullException.ThrowIfNull(options);
         Validate(options);
-        Directory.CreateDirectory(options.LogDirectory, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute);
         var tree = CgroupTree.Open(options);
-        return new JobRunner(options, tree);
+        try
+        {
+            // Private: job output may hold secrets. An existing directory keeps its mode (the operator's choice).
+            Directory.CreateDirectory(options.LogDirectory, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute);
+            return new JobRunner(options, tree);
+        }
+        catch
+        {
+            tree.Remove();
+            throw;
+        }
     }
 
     private static void Validate(JobRunnerOptions options)
@@ -114,7 +124,7 @@ public sealed class JobRunner : IAsyncDisposable
             throw new JobStartException(JobStartFailure.IsolationFailed, $"Namespace isolation ({isolation}) is not supported by this version of JobWorker.Core; start the job with JobIsolation.None.");
         }
 
-        var account = UserAccount.Resolve(Options.User, Options.Group);
+        var account = ResolveAccount();
         var environment = BuildEnvironment(spec, account);
         var path = environment.FirstOrDefault(e => e.StartsWith("PATH=", StringComparison.Ordinal))?[5..];
         var candidates = ExecutableSearch.Candidates(spec.Command, path);
@@ -197,6 +207,25 @@ public sealed class JobRunner : IAsyncDisposable
             cgroup.TryRemove();
             throw;
         }
+    }
+
+    /// <summary>
+    /// The job account, re-read only when /etc/passwd or /etc/group changed (parsing them costs ~50 µs per start;
+    /// two stats cost ~2 µs), so an account added or removed later is still seen.
+    /// </summary>
+    private UserAccount ResolveAccount()
+    {
+        var passwd = File.GetLastWriteTimeUtc("/etc/passwd");
+        var group = File.GetLastWriteTimeUtc("/etc/group");
+        var cached = _account;
+        if (cached is not null && cached.Passwd == passwd && cached.Group == group)
+        {
+            return cached.Account;
+        }
+
+        var account = UserAccount.Resolve(Options.User, Options.Group);
+        _account = new AccountCache(account, passwd, group);
+        return account;
     }
 
     private static SafeFileHandle OpenCgroup(JobCgroup cgroup)
@@ -301,4 +330,6 @@ public sealed class JobRunner : IAsyncDisposable
         _devNull.Dispose();
         _tree.Remove();
     }
+
+    private sealed record AccountCache(UserAccount Account, DateTime Passwd, DateTime Group);
 }

@@ -21,8 +21,12 @@ internal sealed class EventLoop : IDisposable
     private long _nextToken;
     private volatile bool _disposed;
 
-    public EventLoop()
+    private readonly Action<Exception> _onError;
+
+    /// <param name="onError">Receives exceptions thrown by handlers (they run on the thread pool, with no caller).</param>
+    public EventLoop(Action<Exception> onError)
     {
+        _onError = onError;
         _epoll = new SafeFileHandle(Interop.CheckIo(Interop.Epoll.Create(Interop.Epoll.EPOLL_CLOEXEC), "epoll_create1"), ownsHandle: true);
         _wake = new SafeFileHandle(
             Interop.CheckIo(Interop.EventFd.Create(0, Interop.EventFd.EFD_CLOEXEC | Interop.EventFd.EFD_NONBLOCK), "eventfd"),
@@ -33,12 +37,16 @@ internal sealed class EventLoop : IDisposable
         _thread.Start();
     }
 
-    /// <summary>Watches <paramref name="fd"/> for readability; <paramref name="onReady"/> runs on the thread pool.</summary>
-    public ulong Add(SafeHandle fd, Action onReady)
+    /// <summary>
+    /// Watches <paramref name="fd"/> for readability; <paramref name="onReady"/> runs on the thread pool and gets the
+    /// registration's token (for <see cref="Rearm"/>/<see cref="Remove"/>). It can run before Add returns, so
+    /// handlers must use that argument, never a field assigned from Add's result.
+    /// </summary>
+    public ulong Add(SafeHandle fd, Action<ulong> onReady)
     {
         ObjectDisposedException.ThrowIf(_disposed, this);
         var token = (ulong)Interlocked.Increment(ref _nextToken);
-        _registrations[token] = new Registration(fd, onReady);
+        _registrations[token] = new Registration(token, fd, onReady);
         var ev = new Interop.Epoll.EpollEvent { Events = Interop.Epoll.EPOLLIN | Interop.Epoll.EPOLLONESHOT, Data = token };
         if (Interop.Epoll.Control(_epoll, Interop.Epoll.EPOLL_CTL_ADD, fd, ref ev) < 0)
         {
@@ -101,9 +109,22 @@ internal sealed class EventLoop : IDisposable
 
                 if (_registrations.TryGetValue(token, out var registration))
                 {
-                    ThreadPool.UnsafeQueueUserWorkItem(static r => r.OnReady(), registration, preferLocal: false);
+                    ThreadPool.UnsafeQueueUserWorkItem(static state => state.Loop.Invoke(state.Registration), (Loop: this, Registration: registration), preferLocal: false);
                 }
             }
+        }
+    }
+
+    private void Invoke(Registration registration)
+    {
+        try
+        {
+            registration.OnReady(registration.Token);
+        }
+        catch (Exception ex)
+        {
+            // Never let a handler's bug take the server down through an unhandled thread-pool exception.
+            _onError(ex);
         }
     }
 
@@ -126,5 +147,5 @@ internal sealed class EventLoop : IDisposable
         _wake.Dispose();
     }
 
-    private sealed record Registration(SafeHandle Fd, Action OnReady);
+    private sealed record Registration(ulong Token, SafeHandle Fd, Action<ulong> OnReady);
 }

@@ -22,7 +22,7 @@ internal sealed class TestRunner : IAsyncDisposable
     /// <summary>The tests' dummy job (tests/JobWorker.TestProcess), built next to the tests.</summary>
     public static string TestProcess { get; } = Path.Combine(AppContext.BaseDirectory, "jobworker-testprocess");
 
-    public static string CgroupMount { get; } = Cgroups.CgroupMount.FindMountPoint() ?? throw new InvalidOperationException("no cgroup2 mount");
+    public static string CgroupMount { get; } = JobWorker.Core.Cgroups.CgroupMount.FindMountPoint() ?? throw new InvalidOperationException("no cgroup2 mount");
 
     public static TestRunner Create(Func<JobRunnerOptions, JobRunnerOptions>? configure = null)
     {
@@ -54,6 +54,46 @@ internal sealed class TestRunner : IAsyncDisposable
 
     /// <summary>The job's output as stored in its log file.</summary>
     public string Output(Job job) => Encoding.UTF8.GetString(File.ReadAllBytes(Path.Combine(LogDirectory, $"{job.Id:N}.log")));
+
+    /// <summary>
+    /// Waits until the job's log contains <paramref name="text"/> (a readiness marker printed by the test process).
+    /// Test-only: it re-reads the log file every 10 ms, bounded by a timeout.
+    /// </summary>
+    public async Task<string> WaitForOutputAsync(Job job, string text, CancellationToken cancellationToken)
+    {
+        using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+        timeout.CancelAfter(TimeSpan.FromSeconds(15));
+        while (true)
+        {
+            var output = Output(job);
+            if (output.Contains(text, StringComparison.Ordinal))
+            {
+                return output;
+            }
+
+            if (job.Completion.IsCompleted)
+            {
+                throw new InvalidOperationException($"job ended without printing '{text}'; output: {output}");
+            }
+
+            await Task.Delay(10, timeout.Token);
+        }
+    }
+
+    /// <summary>Whether a process with <paramref name="pid"/> exists (zombies count as gone).</summary>
+    public static bool ProcessExists(int pid)
+    {
+        try
+        {
+            var stat = File.ReadAllText($"/proc/{pid}/stat");
+            var state = stat[(stat.LastIndexOf(')') + 2)..][0];
+            return state != 'Z' && state != 'X';
+        }
+        catch (IOException)
+        {
+            return false;
+        }
+    }
 
     public async ValueTask DisposeAsync()
     {

@@ -1,0 +1,246 @@
+using System.Diagnostics;
+using System.Globalization;
+using System.Runtime.InteropServices;
+using System.Text;
+using JobWorker.Bench.Spawn;
+using JobWorker.Core;
+using JobWorker.Core.Cgroups;
+using JobWorker.Core.Jobs;
+using JobWorker.Core.Processes;
+using Microsoft.Win32.SafeHandles;
+
+// Spawn latency: spawn call → the target's main() (the target prints CLOCK_MONOTONIC first thing), and the
+// round trip spawn call → exit observed (reaped). All mechanisms run interleaved in one process, so the C
+// posix_spawn baseline sees the same machine state as the library.
+//
+//   dotnet run -c Release --project bench/JobWorker.Bench.Spawn -- [iterations] [warmup]
+var iterations = args.Length > 0 ? int.Parse(args[0], CultureInfo.InvariantCulture) : 300;
+var warmup = args.Length > 1 ? int.Parse(args[1], CultureInfo.InvariantCulture) : 30;
+var target = Path.Combine(AppContext.BaseDirectory, "bench-target");
+var mount = CgroupMount.FindMountPoint() ?? throw new InvalidOperationException("no cgroup2 mount");
+var suffix = Guid.NewGuid().ToString("N")[..8];
+var spawnGroup = JobCgroup.Create(Path.Combine(mount, "jobworker-bench-" + suffix));
+var logs = Path.Combine(Path.GetTempPath(), "jobworker-bench-logs-" + suffix);
+var runner = JobRunner.Create(new JobRunnerOptions { CgroupRoot = Path.Combine(mount, "jobworker-bench-runner-" + suffix), LogDirectory = logs });
+using var spawner = new ProcessSpawner();
+using var devNull = File.OpenHandle("/dev/null");
+using var cgroupFd = spawnGroup.OpenDirectory();
+var nobody = UserAccount.Resolve("nobody", "nogroup");
+List<string> env = ["PATH=/usr/bin:/bin", "LANG=C.UTF-8"];
+
+var mechanisms = new List<Mechanism>
+{
+    new("C posix_spawn (baseline)", () => Baseline.Run(target, env)),
+    new("library: clone3 only", () => Library(cgroup: null, credentials: null)),
+    new("library: clone3 + cgroup", () => Library(cgroupFd, credentials: null)),
+    new("library: clone3 + uid/gid + setsid", () => Library(cgroup: null, (nobody.Uid, nobody.Gid))),
+    new("library: clone3 + cgroup + uid/gid + setsid", () => Library(cgroupFd, (nobody.Uid, nobody.Gid))),
+    new("library: clone3 + cgroup + uid/gid, fallback path (no clone3)", () => Library(cgroupFd, (nobody.Uid, nobody.Gid), fallback: true)),
+    new("Process.Start (stdout redirected)", ProcessStart),
+    new("JobRunner.Start (full job: cgroup, pipe, log, epoll)", RunnerJob),
+};
+
+try
+{
+    for (var i = 0; i < warmup; i++)
+    {
+        foreach (var m in mechanisms)
+        {
+            m.Invoke();
+        }
+    }
+
+    foreach (var m in mechanisms)
+    {
+        m.Reset();
+    }
+
+    for (var i = 0; i < iterations; i++)
+    {
+        foreach (var m in mechanisms)
+        {
+            m.Record(m.Invoke());
+        }
+    }
+
+    var baseline = mechanisms[0];
+    var report = new StringBuilder();
+    report.AppendLine(CultureInfo.InvariantCulture, $"{iterations} iterations per mechanism (after {warmup} warm-up rounds), interleaved; {Environment.ProcessorCount} CPUs; kernel {Environment.OSVersion.Version}");
+    report.AppendLine();
+    report.AppendLine("| mechanism | → main p50 | → main p90 | ratio p50 | round trip p50 | round trip p90 | ratio p50 |");
+    report.AppendLine("|---|---:|---:|---:|---:|---:|---:|");
+    foreach (var m in mechanisms)
+    {
+        report.AppendLine(CultureInfo.InvariantCulture,
+            $"| {m.Name} | {Ms(m.MainP(50))} | {Ms(m.MainP(90))} | {m.MainP(50) / baseline.MainP(50):0.00}× | {Ms(m.ExitP(50))} | {Ms(m.ExitP(90))} | {m.ExitP(50) / baseline.ExitP(50):0.00}× |");
+    }
+
+    Console.Write(report.ToString());
+}
+finally
+{
+    await runner.DisposeAsync();
+    Directory.Delete(logs, recursive: true);
+    cgroupFd.Dispose();
+    spawnGroup.TryRemove();
+}
+
+static string Ms(double ns) => (ns / 1e6).ToString("0.000 ms", CultureInfo.InvariantCulture);
+
+(long Main, long Exit) Library(SafeFileHandle? cgroup, (uint, uint)? credentials, bool fallback = false)
+{
+    var (read, write) = Pipes.Create();
+    using (read)
+    {
+        var t0 = Baseline.Now();
+        SpawnResult result;
+        using (write)
+        {
+            result = spawner.Spawn(new SpawnRequest
+            {
+                ExecPaths = [target],
+                Argv = [target],
+                Environment = env,
+                Stdin = devNull,
+                Output = write,
+                Cgroup = cgroup,
+                Credentials = credentials,
+                NewSession = credentials is not null,
+                ForceFallback = fallback,
+            });
+        }
+
+        if (!result.Succeeded)
+        {
+            throw new InvalidOperationException($"spawn failed at {result.FailedStep}: {result.Errno}");
+        }
+
+        using var pidfd = result.Pidfd!;
+        _ = Interop.Spawn.PidfdWait(pidfd, 0, out _, out _);
+        var t1 = Baseline.Now();
+        return (Pipes.ReadTimestamp(read) - t0, t1 - t0);
+    }
+}
+
+(long Main, long Exit) ProcessStart()
+{
+    var t0 = Baseline.Now();
+    using var p = Process.Start(new ProcessStartInfo(target) { RedirectStandardOutput = true, UseShellExecute = false })!;
+    var line = p.StandardOutput.ReadLine();
+    p.WaitForExit();
+    var t1 = Baseline.Now();
+    return (long.Parse(line!, CultureInfo.InvariantCulture) - t0, t1 - t0);
+}
+
+(long Main, long Exit) RunnerJob()
+{
+    var t0 = Baseline.Now();
+    var job = runner.Start(new JobSpec(target));
+    job.Completion.GetAwaiter().GetResult();
+    var t1 = Baseline.Now();
+    var main = long.Parse(File.ReadAllText(Path.Combine(logs, $"{job.Id:N}.log")), CultureInfo.InvariantCulture);
+    runner.Remove(job);
+    return (main - t0, t1 - t0);
+}
+
+namespace JobWorker.Bench.Spawn
+{
+    internal sealed class Mechanism(string name, Func<(long Main, long Exit)> run)
+    {
+        private readonly List<long> _main = [];
+        private readonly List<long> _exit = [];
+
+        public string Name { get; } = name;
+
+        public (long Main, long Exit) Invoke() => run();
+
+        public void Reset()
+        {
+            _main.Clear();
+            _exit.Clear();
+        }
+
+        public void Record((long Main, long Exit) sample)
+        {
+            _main.Add(sample.Main);
+            _exit.Add(sample.Exit);
+        }
+
+        public double MainP(int p) => Percentile(_main, p);
+
+        public double ExitP(int p) => Percentile(_exit, p);
+
+        private static double Percentile(List<long> values, int p)
+        {
+            var sorted = values.Order().ToList();
+            return sorted[Math.Min(sorted.Count - 1, (int)Math.Round(p / 100.0 * (sorted.Count - 1)))];
+        }
+    }
+
+    internal static unsafe partial class Baseline
+    {
+        [LibraryImport("libbench_posix_spawn", EntryPoint = "bench_posix_spawn", StringMarshalling = StringMarshalling.Utf8)]
+        private static partial int PosixSpawn(string path, byte** argv, byte** envp, int stdoutFd, out int pid);
+
+        [LibraryImport("libbench_posix_spawn", EntryPoint = "bench_waitpid")]
+        private static partial int WaitPid(int pid);
+
+        [LibraryImport("libbench_posix_spawn", EntryPoint = "bench_now")]
+        internal static partial long Now();
+
+        public static (long Main, long Exit) Run(string target, List<string> env)
+        {
+            var (read, write) = Pipes.Create();
+            using (read)
+            {
+                using var argv = new NativeStringArray([target]);
+                using var envp = new NativeStringArray(env);
+                var t0 = Now();
+                int pid;
+                using (write)
+                {
+                    var ok = false;
+                    write.DangerousAddRef(ref ok);
+                    try
+                    {
+                        var r = PosixSpawn(target, argv.Pointer, envp.Pointer, (int)write.DangerousGetHandle(), out pid);
+                        if (r != 0)
+                        {
+                            throw new InvalidOperationException($"posix_spawn failed: {-r}");
+                        }
+                    }
+                    finally
+                    {
+                        write.DangerousRelease();
+                    }
+                }
+
+                _ = WaitPid(pid);
+                var t1 = Now();
+                return (Pipes.ReadTimestamp(read) - t0, t1 - t0);
+            }
+        }
+    }
+
+    internal static unsafe class Pipes
+    {
+        public static (SafeFileHandle Read, SafeFileHandle Write) Create()
+        {
+            var fds = stackalloc int[2];
+            if (Interop.Spawn.Pipe(fds, 0) < 0)
+            {
+                throw new IOException("pipe failed");
+            }
+
+            return (new SafeFileHandle(fds[0], true), new SafeFileHandle(fds[1], true));
+        }
+
+        /// <summary>Reads the target's timestamp; it has exited, so the bytes are in the pipe already.</summary>
+        public static long ReadTimestamp(SafeFileHandle read)
+        {
+            var buffer = stackalloc byte[64];
+            var n = Interop.Sys.Read(read, buffer, 64);
+            return long.Parse(new ReadOnlySpan<byte>(buffer, (int)n), CultureInfo.InvariantCulture);
+        }
+    }
+}

@@ -1,0 +1,132 @@
+using System.Diagnostics;
+using System.Globalization;
+using JobWorker.Core.Cgroups;
+using JobWorker.Core.Jobs;
+using JobWorker.Core.Tests.Infrastructure;
+
+namespace JobWorker.Core.Tests.Cgroups;
+
+public sealed class CgroupTreeTests
+{
+    private static CancellationToken Ct => TestContext.Current.CancellationToken;
+
+    [Fact]
+    public void FindMountPoint_HostMountInfo_FindsCgroup2()
+    {
+        var mount = CgroupMount.FindMountPoint();
+
+        Assert.NotNull(mount);
+        Assert.True(File.Exists(Path.Combine(mount, "cgroup.procs")));
+    }
+
+    [Fact]
+    public void FindMountPoint_EscapedPath_Unescaped()
+    {
+        var file = Path.GetTempFileName();
+        try
+        {
+            File.WriteAllLines(file, [
+                "22 1 0:21 / /proc rw,nosuid - proc proc rw",
+                @"36 35 0:30 / /sys/fs/cgroup\040v2 rw,nosuid shared:9 - cgroup2 cgroup2 rw,nsdelegate",
+            ]);
+
+            Assert.Equal("/sys/fs/cgroup v2", CgroupMount.FindMountPoint(file));
+        }
+        finally
+        {
+            File.Delete(file);
+        }
+    }
+
+    [Fact(Timeout = 30_000)]
+    public async Task Create_StaleGroupsOfCrashedRun_KilledAndRemoved()
+    {
+        // Arrange: a "crashed run" left a job group with a live process in it.
+        var root = Path.Combine(TestRunner.CgroupMount, "jobworker-test-stale-" + Guid.NewGuid().ToString("N")[..8]);
+        var stale = Path.Combine(root, "0123456789abcdef");
+        Directory.CreateDirectory(stale);
+        using var orphan = Process.Start(new ProcessStartInfo("/bin/sleep", "60") { RedirectStandardOutput = false })!;
+        File.WriteAllText(Path.Combine(stale, "cgroup.procs"), orphan.Id.ToString(CultureInfo.InvariantCulture));
+
+        // Act
+        var logs = Path.Combine(Path.GetTempPath(), "jobworker-test-logs-" + Guid.NewGuid().ToString("N")[..8]);
+        var runner = JobRunner.Create(new JobRunnerOptions { CgroupRoot = root, LogDirectory = logs });
+        try
+        {
+            // Assert
+            Assert.False(Directory.Exists(stale));
+            await orphan.WaitForExitAsync(Ct);
+        }
+        finally
+        {
+            await runner.DisposeAsync();
+            Directory.Delete(logs, recursive: true);
+            if (Directory.Exists(root))
+            {
+                Directory.Delete(root); // the runner did not create it, so it leaves it
+            }
+        }
+    }
+
+    [Fact]
+    public void LimitPlan_AllLimits_WritesExpectedFiles()
+    {
+        var device = Jobs.JobStartFailureTests.FirstBlockDevice();
+        var plan = CgroupLimitPlan.Create(new ResourceLimits
+        {
+            CpuCores = 1.5,
+            MemoryBytes = 64 << 20,
+            MaxProcesses = 5,
+            Io = [new IoLimit(device) { ReadBytesPerSecond = 1000, WriteIops = 7 }],
+        });
+
+        Assert.Equal(
+            [
+                ("cpu", "cpu.max", "150000 100000", false),
+                ("memory", "memory.max", "67108864", false),
+                ("memory", "memory.swap.max", "0", true),
+                ("memory", "memory.oom.group", "1", false),
+                ("pids", "pids.max", "5", false),
+                ("io", "io.max", $"{device} rbps=1000 wiops=7", false),
+            ],
+            plan.Writes);
+    }
+
+    [Fact]
+    public void BlockDevices_Partition_ResolvesToDisk()
+    {
+        var partition = Directory.Exists("/sys/class/block")
+            ? Directory.EnumerateDirectories("/sys/class/block").FirstOrDefault(d => File.Exists(Path.Combine(d, "partition")))
+            : null;
+        Assert.SkipWhen(partition is null, "this host has no disk partition");
+        var name = Path.GetFileName(partition)!;
+        var disk = Path.GetFileName(Path.GetDirectoryName(new DirectoryInfo(partition).ResolveLinkTarget(true)!.FullName))!;
+        var diskDev = File.ReadAllText($"/sys/class/block/{disk}/dev").Trim();
+        var partDev = File.ReadAllText(Path.Combine(partition, "dev")).Trim();
+
+        Assert.Equal(diskDev, BlockDevices.Resolve(partDev, "Device"));
+        if (File.Exists("/dev/" + name))
+        {
+            Assert.Equal(diskDev, BlockDevices.Resolve("/dev/" + name, "Device"));
+        }
+    }
+
+    [Fact]
+    public void BlockDevices_Disk_ResolvesToItself()
+    {
+        var device = Jobs.JobStartFailureTests.FirstBlockDevice();
+
+        Assert.Equal(device, BlockDevices.Resolve(device, "Device"));
+    }
+
+    [Fact]
+    public void DelegatedCgroup_ProcessInRootCgroup_Refused()
+    {
+        Assert.SkipUnless(JobWorker.Core.Cgroups.CgroupMount.FindOwnCgroup() == "/", "this process is not in the root cgroup");
+
+        var ex = Assert.Throws<JobWorkerException>(() => JobRunner.Create(new JobRunnerOptions { UseDelegatedCgroup = true, LogDirectory = "/tmp/jobworker-never-created" }));
+
+        Assert.Contains("not a delegated subtree", ex.Message, StringComparison.Ordinal);
+        Assert.False(Directory.Exists("/tmp/jobworker-never-created"));
+    }
+}

@@ -1,0 +1,71 @@
+using JobWorker.Core.Cgroups;
+using JobWorker.Core.Processes;
+using JobWorker.Core.Tests.Infrastructure;
+using Microsoft.Win32.SafeHandles;
+
+namespace JobWorker.Core.Tests.Processes;
+
+public sealed class ProcessSpawnerTests
+{
+    [Theory(Timeout = 30_000)]
+    [InlineData(false)]
+    [InlineData(true)]
+    public async Task Spawn_IntoCgroup_ChildIsInGroupBeforeExec(bool forceFallback)
+    {
+        var group = JobCgroup.Create(Path.Combine(TestRunner.CgroupMount, "jobworker-test-spawn-" + Guid.NewGuid().ToString("N")[..8]));
+        using var spawner = new ProcessSpawner();
+        var output = Path.GetTempFileName();
+        try
+        {
+            using var stdin = File.OpenHandle("/dev/null");
+            using var outHandle = File.OpenHandle(output, FileMode.Open, FileAccess.Write);
+            using var cgroupFd = group.OpenDirectory();
+
+            var result = spawner.Spawn(new SpawnRequest
+            {
+                ExecPaths = [TestRunner.TestProcess],
+                Argv = ["testprocess", "cgroup"],
+                Environment = [],
+                Stdin = stdin,
+                Output = outHandle,
+                Cgroup = cgroupFd,
+                ForceFallback = forceFallback,
+            });
+
+            Assert.True(result.Succeeded, $"failed at {result.FailedStep}: {result.Errno}");
+            Assert.Equal(!forceFallback, result.UsedClone3);
+            using SafeFileHandle pidfd = result.Pidfd!;
+            Assert.Equal(0, Interop.Spawn.PidfdWait(pidfd, 0, out var kind, out var code));
+            Assert.Equal(1, kind);
+            Assert.Equal(0, code);
+            var relative = group.Path[TestRunner.CgroupMount.Length..];
+            Assert.Equal($"cgroup={relative}\n", await File.ReadAllTextAsync(output, TestContext.Current.CancellationToken));
+        }
+        finally
+        {
+            File.Delete(output);
+            Assert.True(group.TryRemove());
+        }
+    }
+
+    [Fact(Timeout = 30_000)]
+    public void Spawn_ExecCandidates_TriesInOrderAndRemembersEacces()
+    {
+        using var spawner = new ProcessSpawner();
+        using var stdin = File.OpenHandle("/dev/null");
+        using var devNull = File.OpenHandle("/dev/null", FileMode.Open, FileAccess.Write);
+
+        var result = spawner.Spawn(new SpawnRequest
+        {
+            ExecPaths = ["/nonexistent/a", "/etc/passwd", "/nonexistent/b"],
+            Argv = ["x"],
+            Environment = [],
+            Stdin = stdin,
+            Output = devNull,
+        });
+
+        Assert.False(result.Succeeded);
+        Assert.Equal(Interop.Spawn.Step.Exec, result.FailedStep);
+        Assert.Equal(Interop.EACCES, result.Errno);
+    }
+}
