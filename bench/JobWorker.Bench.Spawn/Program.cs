@@ -52,6 +52,7 @@ if (isolationMode)
         new("JobRunner.Start, pid+mount (jobworker-init as PID 1)", () => RunnerJob(JobIsolation.Pid | JobIsolation.Mount)),
         new("JobRunner.Start, pid+mount+net (all)", () => RunnerJob(JobIsolation.All)),
         new("JobRunner.Start, mount only (init execs the target)", () => RunnerJob(JobIsolation.Mount)),
+        new("JobRunner.Start, pid only", () => RunnerJob(JobIsolation.Pid)),
         new("JobRunner.Start, net only", () => RunnerJob(JobIsolation.Network)),
     ];
 }
