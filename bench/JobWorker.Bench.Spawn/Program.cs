@@ -53,6 +53,10 @@ if (isolationMode)
         new("JobRunner.Start, pid+mount+net (all)", () => RunnerJob(JobIsolation.All)),
         new("JobRunner.Start, mount only (init execs the target)", () => RunnerJob(JobIsolation.Mount)),
         new("JobRunner.Start, pid only", () => RunnerJob(JobIsolation.Pid)),
+        new("library: clone3 + cgroup + init, no namespace", () => LibraryInit(0, "-")),
+        new("library: clone3 + cgroup + init + pid namespace", () => LibraryInit(0x20000000, "p")),
+        new("library: clone3 + cgroup + init that forks the target, no namespace", () => LibraryInit(0, "p")),
+        new("library: clone3 + cgroup + pid namespace, init execs the target (PID 1)", () => LibraryInit(0x20000000, "-")),
         new("JobRunner.Start, net only", () => RunnerJob(JobIsolation.Network)),
     ];
 }
@@ -125,6 +129,45 @@ static string Ms(double ns) => (ns / 1e6).ToString("0.000 ms", CultureInfo.Invar
                 Credentials = credentials,
                 NewSession = credentials is not null,
                 ForceFallback = fallback,
+            });
+        }
+
+        if (!result.Succeeded)
+        {
+            throw new InvalidOperationException($"spawn failed at {result.FailedStep}: {result.Errno}");
+        }
+
+        using var pidfd = result.Pidfd!;
+        _ = Interop.Spawn.PidfdWait(pidfd, 0, out _, out _);
+        var t1 = Baseline.Now();
+        return (Pipes.ReadTimestamp(read) - t0, t1 - t0);
+    }
+}
+
+(long Main, long Exit) LibraryInit(ulong namespaces, string initFlags)
+{
+    var init = Path.Combine(AppContext.BaseDirectory, "jobworker-init");
+    var (read, write) = Pipes.Create();
+    var (statusRead, statusWrite) = Pipes.Create();
+    using (read)
+    using (statusRead)
+    {
+        var t0 = Baseline.Now();
+        SpawnResult result;
+        using (write)
+        using (statusWrite)
+        {
+            result = spawner.Spawn(new SpawnRequest
+            {
+                ExecPaths = [init],
+                Argv = ["jobworker-init", initFlags, nobody.Uid.ToString(CultureInfo.InvariantCulture), nobody.Gid.ToString(CultureInfo.InvariantCulture), "/", string.Empty, "1", target, target],
+                Environment = env,
+                Stdin = devNull,
+                Output = write,
+                Cgroup = cgroupFd,
+                UseInit = true,
+                NamespaceFlags = namespaces,
+                StatusPipe = statusWrite,
             });
         }
 

@@ -107,7 +107,9 @@ public sealed class Job
         {
             // Every process, not only the main one: a child that ignores its parent's death, or a grandchild
             // that called setsid and double-forked, is still in the job's cgroup.
-            _cgroup.Signal(Interop.Sys.SIGTERM);
+            // With a PID namespace the main process is jobworker-init: it would forward the SIGTERM to the target,
+            // which gets one of its own here, and a second SIGTERM can mean "force quit" to a program.
+            _cgroup.Signal(Interop.Sys.SIGTERM, exceptPid: InitStatusPipe is null ? 0 : Pid);
             _ = EscalateAfterGraceAsync(effectiveGrace);
         }
 

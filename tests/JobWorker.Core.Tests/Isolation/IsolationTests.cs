@@ -220,6 +220,24 @@ public sealed class IsolationTests
     }
 
     [Theory(Timeout = 30_000)]
+    [InlineData(JobIsolation.None)]
+    [InlineData(JobIsolation.All)]
+    public async Task Stop_TargetHandlesSigterm_ReceivesItExactlyOnce(JobIsolation isolation)
+    {
+        await using var t = TestRunner.Create();
+        // The init must not forward the stop's SIGTERM on top of the one the stop sends the target itself: a
+        // program that treats a second SIGTERM as "force quit" would behave differently under isolation.
+        var job = t.Runner.Start(Shell("exec 2>/dev/null; trap 'n=$((n+1)); echo term$n' TERM; echo ready; while :; do sleep 0.05; done", isolation));
+        await t.WaitForOutputAsync(job, "ready", Ct);
+
+        var status = await job.StopAsync(TimeSpan.FromMilliseconds(800), Ct);
+
+        Assert.Equal(JobState.Stopped, status.State);
+        Assert.Equal(9, status.Signal);
+        Assert.Equal("ready\nterm1\n", t.Output(job));
+    }
+
+    [Theory(Timeout = 30_000)]
     [InlineData("exit 0", JobState.Exited, 0, null)]
     [InlineData("exit 3", JobState.Exited, 3, null)]
     [InlineData("exit 255", JobState.Exited, 255, null)]
