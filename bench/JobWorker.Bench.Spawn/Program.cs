@@ -14,8 +14,15 @@ using Microsoft.Win32.SafeHandles;
 // posix_spawn baseline sees the same machine state as the library.
 //
 //   dotnet run -c Release --project bench/JobWorker.Bench.Spawn -- [iterations] [warmup]
+//   dotnet run -c Release --project bench/JobWorker.Bench.Spawn -- concurrent [jobs]
 //   dotnet run -c Release --project bench/JobWorker.Bench.Spawn -- isolation [iterations] [warmup]
 //     (full jobs without isolation, with PID+mount namespaces, with PID+mount+network, network only)
+if (args.Length > 0 && args[0] == "concurrent")
+{
+    await Concurrent.RunAsync(args.Length > 1 ? int.Parse(args[1], CultureInfo.InvariantCulture) : 1000);
+    return;
+}
+
 var isolationMode = args.Length > 0 && args[0] == "isolation";
 args = isolationMode ? args[1..] : args;
 var iterations = args.Length > 0 ? int.Parse(args[0], CultureInfo.InvariantCulture) : 300;

@@ -118,9 +118,13 @@ public sealed class Job
 
     private async Task EscalateAfterGraceAsync(TimeSpan grace)
     {
-        // Not tied to the caller's token: a cancelled wait must not cancel the stop.
-        var ended = await Task.WhenAny(_completion.Task, Task.Delay(grace)).ConfigureAwait(false) == _completion.Task;
-        if (!ended)
+        // Not tied to the caller's token: a cancelled wait must not cancel the stop. WaitAsync drops its timer as
+        // soon as the job ends, so a long grace leaves nothing behind for a job that stopped politely.
+        try
+        {
+            await _completion.Task.WaitAsync(grace).ConfigureAwait(false);
+        }
+        catch (TimeoutException)
         {
             _cgroup.Kill();
         }
@@ -183,11 +187,11 @@ public sealed class Job
 
             endedAt = DateTimeOffset.UtcNow;
             _mainExited = true;
-            if (r == 0 && InitStatusPipe is { } statusPipe)
+            if (InitStatusPipe is { } statusPipe)
             {
                 // The target's own status, so isolation reports exactly what a job without it would. Nothing there
                 // means the init itself was killed (cgroup.kill): its SIGKILL is the job's status then too.
-                if (Interop.Spawn.InitStatus(statusPipe, out var targetKind, out var targetCode) == 1)
+                if (r == 0 && Interop.Spawn.InitStatus(statusPipe, out var targetKind, out var targetCode) == 1)
                 {
                     (kind, code) = (targetKind, targetCode);
                 }
