@@ -40,6 +40,12 @@ internal static class CgroupFiles
         {
             return null;
         }
+        catch (IOException e) when (e.HResult == 19)
+        {
+            // ENODEV: the cgroup was removed between open and read (a job that just ended). Found by the
+            // server tests: GetJob/StartJob of a job ending at that moment failed with Internal.
+            return null;
+        }
     }
 
     /// <summary>A "key value" line's value from a flat-keyed file (cpu.stat, memory.events, cgroup.events).</summary>

@@ -23,6 +23,7 @@ public sealed class Job
     private readonly DateTimeOffset _startedAt;
     private volatile JobStatus? _final;
     private int _stopRequested;
+    private volatile bool _mainExited;
 
     internal Job(JobRunner runner, Guid id, JobSpec spec, JobCgroup cgroup, OutputLog log, int pid, SafeFileHandle pidfd, SafeFileHandle outputPipe, DateTimeOffset startedAt)
     {
@@ -82,6 +83,13 @@ public sealed class Job
         if (_final is { } final)
         {
             return Task.FromResult(final);
+        }
+
+        if (_mainExited)
+        {
+            // Already ending by itself (leftovers are being killed): a stop changes nothing, so it must not
+            // turn an Exited job into a Stopped one.
+            return _completion.Task.WaitAsync(cancellationToken);
         }
 
         Interlocked.Exchange(ref _stopRequested, 1);
@@ -166,6 +174,7 @@ public sealed class Job
             }
 
             endedAt = DateTimeOffset.UtcNow;
+            _mainExited = true;
             if (r == 0 && kind == 1)
             {
                 exitCode = code;

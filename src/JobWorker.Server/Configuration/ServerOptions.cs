@@ -1,0 +1,131 @@
+using JobWorker.Core.Jobs;
+
+namespace JobWorker.Server.Configuration;
+
+/// <summary>
+/// The server's settings, bound from the <c>JobWorker</c> configuration section: appsettings.json, environment
+/// variables (<c>JOBWORKER__LISTEN=…</c>) and command-line flags (<c>--listen …</c>, see <see cref="ServerApp.SwitchMappings"/>).
+/// </summary>
+public sealed class ServerOptions
+{
+    public const string Section = "JobWorker";
+
+    /// <summary>The gRPC endpoint: <c>IP:port</c>, <c>[IPv6]:port</c> or <c>localhost:port</c>. Port 0 picks a free port.</summary>
+    public string Listen { get; set; } = "127.0.0.1:50051";
+
+    /// <summary>The CA that client certificates must chain to (PEM). Nothing else is trusted.</summary>
+    public string CaCertificate { get; set; } = "/etc/jobworker/pki/ca.crt";
+
+    /// <summary>The server certificate (PEM, serverAuth, the listening names as SANs).</summary>
+    public string ServerCertificate { get; set; } = "/etc/jobworker/pki/server.crt";
+
+    /// <summary>The server private key (PEM, mode 0600).</summary>
+    public string ServerKey { get; set; } = "/etc/jobworker/pki/server.key";
+
+    /// <summary>The cgroup v2 directory the runner owns; empty means <c>&lt;cgroup2 mount&gt;/jobworker</c>.</summary>
+    public string? CgroupRoot { get; set; }
+
+    /// <summary>Use the service's own delegated cgroup (systemd <c>Delegate=yes</c>) instead of <see cref="CgroupRoot"/>.</summary>
+    public bool UseDelegatedCgroup { get; set; }
+
+    /// <summary>Private directory for job logs (0700).</summary>
+    public string LogDirectory { get; set; } = "/var/lib/jobworker/logs";
+
+    /// <summary>Per-job log size cap in bytes.</summary>
+    public long LogSizeLimitBytes { get; set; } = 1L << 30;
+
+    /// <summary>The user jobs run as (name or id).</summary>
+    public string JobUser { get; set; } = "nobody";
+
+    /// <summary>The group jobs run as (name or id).</summary>
+    public string JobGroup { get; set; } = "nogroup";
+
+    /// <summary>Time between SIGTERM and SIGKILL when a stop request gives none, and at shutdown.</summary>
+    public TimeSpan DefaultStopGrace { get; set; } = TimeSpan.FromSeconds(10);
+
+    /// <summary>The longest grace a stop request may ask for.</summary>
+    public TimeSpan MaxStopGrace { get; set; } = TimeSpan.FromMinutes(5);
+
+    /// <summary>Isolation for jobs whose request does not choose: <c>None</c>, or a comma list of <c>Pid, Mount, Network</c>.</summary>
+    public JobIsolation DefaultIsolation { get; set; } = JobIsolation.None;
+
+    /// <summary>Running jobs one user may have at once; more answer ResourceExhausted. 0 = no cap.</summary>
+    public int MaxRunningJobsPerUser { get; set; } = 100;
+
+    /// <summary>Largest number of arguments (argv after the command).</summary>
+    public int MaxArguments { get; set; } = 4096;
+
+    /// <summary>Largest total size of command, arguments and environment in UTF-8 bytes (Linux allows ~2 MiB).</summary>
+    public int MaxArgumentBytes { get; set; } = 256 * 1024;
+
+    /// <summary>Largest number of environment variables a request may add.</summary>
+    public int MaxEnvironmentVariables { get; set; } = 256;
+
+    /// <summary>
+    /// Concurrent HTTP/2 streams per client connection. Kestrel's default of 100 would cap how many jobs one
+    /// client connection can follow at once; each follower is one stream.
+    /// </summary>
+    public int MaxStreamsPerConnection { get; set; } = 1000;
+
+    /// <summary>Optional plain-HTTP endpoint for Prometheus text metrics (<c>GET /metrics</c>); loopback only. Empty = off.</summary>
+    public string? MetricsListen { get; set; }
+
+    /// <summary>Every problem with these settings, each naming the setting; empty when they are usable.</summary>
+    public IReadOnlyList<string> Validate()
+    {
+        var errors = new List<string>();
+        if (!ListenAddress.TryParse(Listen, out _, out var error))
+        {
+            errors.Add($"{Section}:Listen: {error}");
+        }
+
+        if (!string.IsNullOrEmpty(MetricsListen))
+        {
+            if (!ListenAddress.TryParse(MetricsListen, out var metrics, out error))
+            {
+                errors.Add($"{Section}:MetricsListen: {error}");
+            }
+            else if (!metrics!.IsLoopback)
+            {
+                errors.Add($"{Section}:MetricsListen: '{MetricsListen}' is not a loopback address; metrics are served without TLS, so only loopback is allowed");
+            }
+        }
+
+        foreach (var (name, value) in new[] { (nameof(CaCertificate), CaCertificate), (nameof(ServerCertificate), ServerCertificate), (nameof(ServerKey), ServerKey), (nameof(LogDirectory), LogDirectory) })
+        {
+            if (string.IsNullOrWhiteSpace(value))
+            {
+                errors.Add($"{Section}:{name} is empty");
+            }
+        }
+
+        if (DefaultStopGrace < TimeSpan.Zero || DefaultStopGrace > MaxStopGrace)
+        {
+            errors.Add($"{Section}:DefaultStopGrace {DefaultStopGrace} must be between 0 and MaxStopGrace ({MaxStopGrace})");
+        }
+
+        Positive(errors, nameof(LogSizeLimitBytes), LogSizeLimitBytes);
+        Positive(errors, nameof(MaxArguments), MaxArguments);
+        Positive(errors, nameof(MaxArgumentBytes), MaxArgumentBytes);
+        Positive(errors, nameof(MaxStreamsPerConnection), MaxStreamsPerConnection);
+        if (MaxRunningJobsPerUser < 0)
+        {
+            errors.Add($"{Section}:MaxRunningJobsPerUser must be 0 (no cap) or positive");
+        }
+
+        if (MaxEnvironmentVariables < 0)
+        {
+            errors.Add($"{Section}:MaxEnvironmentVariables must not be negative");
+        }
+
+        return errors;
+    }
+
+    private static void Positive(List<string> errors, string name, long value)
+    {
+        if (value <= 0)
+        {
+            errors.Add($"{Section}:{name} must be positive (is {value})");
+        }
+    }
+}

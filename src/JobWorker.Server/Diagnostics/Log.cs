@@ -1,0 +1,56 @@
+namespace JobWorker.Server.Diagnostics;
+
+/// <summary>The server's log messages: structured (user, job id, …) with stable event ids.</summary>
+internal static partial class Log
+{
+    [LoggerMessage(1, LogLevel.Information, "{User} started job {JobId}: {Command} (pid {Pid})")]
+    public static partial void JobStarted(ILogger logger, string user, Guid jobId, string command, int pid);
+
+    [LoggerMessage(2, LogLevel.Information, "{User} stopped job {JobId}: {State}")]
+    public static partial void JobStopped(ILogger logger, string user, Guid jobId, string state);
+
+    [LoggerMessage(3, LogLevel.Information, "{User} removed job {JobId}")]
+    public static partial void JobRemoved(ILogger logger, string user, Guid jobId);
+
+    [LoggerMessage(4, LogLevel.Information, "Job {JobId} of {Owner} ended: {State}, exit code {ExitCode}, signal {Signal}")]
+    public static partial void JobEnded(ILogger logger, Guid jobId, string owner, string state, int? exitCode, int? signal);
+
+    [LoggerMessage(5, LogLevel.Debug, "{User} opened an output stream of job {JobId} (follow {Follow})")]
+    public static partial void StreamOpened(ILogger logger, string user, Guid jobId, bool follow);
+
+    [LoggerMessage(6, LogLevel.Debug, "{User} closed an output stream of job {JobId}: {Bytes} bytes sent")]
+    public static partial void StreamClosed(ILogger logger, string user, Guid jobId, long bytes);
+
+    [LoggerMessage(7, LogLevel.Warning, "{User} ({Role}) may not {Operation} job {JobId} owned by {Owner}; answered NotFound")]
+    public static partial void AccessDenied(ILogger logger, string user, string role, string operation, Guid jobId, string? owner);
+
+    [LoggerMessage(8, LogLevel.Warning, "Refused TLS client {Remote} ({Subject}): {Reason}")]
+    public static partial void ClientCertificateRefused(ILogger logger, string remote, string subject, string reason);
+
+    [LoggerMessage(9, LogLevel.Information, "{User} could not start {Command}: {Status} {Message}")]
+    public static partial void StartRefused(ILogger logger, string user, string command, string status, string message);
+
+    [LoggerMessage(10, LogLevel.Information, "{User}: {Method} answered {Status}: {Message}")]
+    public static partial void CallFailed(ILogger logger, string user, string method, string status, string message);
+
+    [LoggerMessage(11, LogLevel.Error, "{User}: {Method} failed with an unexpected error (error id {ErrorId})")]
+    public static partial void UnexpectedError(ILogger logger, Exception exception, string user, string method, string errorId);
+
+    [LoggerMessage(12, LogLevel.Information, "Listening for gRPC on {Address} (mutual TLS 1.3, HTTP/2); cgroup controllers: {Controllers}")]
+    public static partial void Listening(ILogger logger, string address, string controllers);
+
+    [LoggerMessage(13, LogLevel.Information, "Shutting down: stopping {Count} running job(s) within their grace period")]
+    public static partial void ShuttingDown(ILogger logger, int count);
+
+    [LoggerMessage(14, LogLevel.Information, "All jobs stopped and the cgroup subtree removed")]
+    public static partial void ShutdownComplete(ILogger logger);
+
+    [LoggerMessage(15, LogLevel.Warning, "{Problem}")]
+    public static partial void ConfigurationWarning(ILogger logger, string problem);
+
+    [LoggerMessage(17, LogLevel.Warning, "Job {JobId}: {Operation} failed in the background")]
+    public static partial void JobBackgroundError(ILogger logger, Exception exception, Guid jobId, string operation);
+
+    [LoggerMessage(16, LogLevel.Information, "Serving Prometheus metrics on http://{Address}/metrics (plain HTTP, loopback only)")]
+    public static partial void MetricsListening(ILogger logger, string address);
+}

@@ -1,0 +1,275 @@
+using JobWorker.Core.Jobs;
+using JobWorker.Pki;
+using JobWorker.Server.Configuration;
+using JobWorker.Server.Diagnostics;
+using JobWorker.Server.Errors;
+using Microsoft.Extensions.Options;
+
+namespace JobWorker.Server.Hosting;
+
+/// <summary>
+/// Owns the server's <see cref="JobRunner"/>: creates it before Kestrel starts listening (so a server that cannot
+/// create its cgroup subtree never accepts a connection), enforces the per-user cap on running jobs, and at
+/// shutdown refuses new jobs and stops every job within its grace before Kestrel drains the last streams.
+/// </summary>
+public sealed class JobRunnerHost : IHostedLifecycleService, IAsyncDisposable
+{
+    private readonly ServerOptions _options;
+    private readonly ServerMetrics _metrics;
+    private readonly ILogger<JobRunnerHost> _logger;
+    private readonly Dictionary<string, int> _running = new(StringComparer.Ordinal);
+    private readonly Lock _lock = new();
+    private JobRunner? _runner;
+    private volatile bool _stopping;
+    private int _disposed;
+    private int _streams;
+    private TaskCompletionSource? _streamsDrained;
+
+    public JobRunnerHost(IOptions<ServerOptions> options, ServerMetrics metrics, ILogger<JobRunnerHost> logger)
+    {
+        ArgumentNullException.ThrowIfNull(options);
+        _options = options.Value;
+        _metrics = metrics;
+        _logger = logger;
+    }
+
+    /// <summary>The runner; available once the host has started.</summary>
+    public JobRunner Runner => _runner ?? throw new ServerShuttingDownException("the job runner is not running");
+
+    /// <summary>Whether shutdown has begun (new jobs are refused).</summary>
+    public bool IsStopping => _stopping;
+
+    /// <summary>Starts a job for <paramref name="caller"/>, counting it against the caller's running-job cap.</summary>
+    /// <exception cref="RunningJobLimitException">The caller is at the cap.</exception>
+    /// <exception cref="ServerShuttingDownException">The server is stopping.</exception>
+    public Job Start(JobSpec spec, ClientIdentity caller)
+    {
+        ArgumentNullException.ThrowIfNull(spec);
+        ArgumentNullException.ThrowIfNull(caller);
+        if (_stopping)
+        {
+            throw new ServerShuttingDownException("the server is shutting down and accepts no new jobs");
+        }
+
+        Reserve(caller.User);
+        Job job;
+        try
+        {
+            job = Runner.Start(spec);
+        }
+        catch (ObjectDisposedException e)
+        {
+            Release(caller.User);
+            throw new ServerShuttingDownException("the server is shutting down and accepts no new jobs", e);
+        }
+        catch (ArgumentException e)
+        {
+            // Core's spec checks name the field; only these (not any ArgumentException) reach the client.
+            Release(caller.User);
+            _metrics.JobStartFailed();
+            throw new InvalidRequestException(e.Message, e);
+        }
+        catch
+        {
+            Release(caller.User);
+            _metrics.JobStartFailed();
+            throw;
+        }
+
+        _metrics.JobStarted();
+        _ = WatchAsync(job, caller.User);
+        return job;
+    }
+
+    /// <summary>
+    /// Counts an open output stream until the returned object is disposed. Shutdown waits (briefly) for streams to
+    /// send their last bytes and final status before the runner closes the logs.
+    /// </summary>
+    public IDisposable OpenStream()
+    {
+        Interlocked.Increment(ref _streams);
+        return new StreamRegistration(this);
+    }
+
+    /// <summary>Running jobs of <paramref name="user"/> as counted for the cap.</summary>
+    public int RunningJobs(string user)
+    {
+        lock (_lock)
+        {
+            return _running.GetValueOrDefault(user);
+        }
+    }
+
+    private void Reserve(string user)
+    {
+        lock (_lock)
+        {
+            var count = _running.GetValueOrDefault(user);
+            var cap = _options.MaxRunningJobsPerUser;
+            if (cap > 0 && count >= cap)
+            {
+                throw new RunningJobLimitException(
+                    $"user '{user}' already has {count} running jobs, the most allowed (MaxRunningJobsPerUser); stop one or wait for one to end");
+            }
+
+            _running[user] = count + 1;
+        }
+    }
+
+    private void Release(string user)
+    {
+        lock (_lock)
+        {
+            var count = _running.GetValueOrDefault(user) - 1;
+            if (count <= 0)
+            {
+                _running.Remove(user);
+            }
+            else
+            {
+                _running[user] = count;
+            }
+        }
+    }
+
+    private async Task WatchAsync(Job job, string user)
+    {
+        try
+        {
+            var status = await job.Completion.ConfigureAwait(false);
+            Log.JobEnded(_logger, job.Id, user, status.State.ToString(), status.ExitCode, status.Signal);
+        }
+#pragma warning disable CA1031 // The watcher only keeps counts; a failed job is reported by its status, not here.
+        catch (Exception)
+#pragma warning restore CA1031
+        {
+        }
+        finally
+        {
+            Release(user);
+            _metrics.JobEnded();
+        }
+    }
+
+    public Task StartingAsync(CancellationToken cancellationToken) => Task.CompletedTask;
+
+    public Task StartAsync(CancellationToken cancellationToken)
+    {
+        _runner = JobRunner.Create(new JobRunnerOptions
+        {
+            CgroupRoot = string.IsNullOrWhiteSpace(_options.CgroupRoot) ? null : _options.CgroupRoot,
+            UseDelegatedCgroup = _options.UseDelegatedCgroup,
+            LogDirectory = _options.LogDirectory,
+            LogSizeLimitBytes = _options.LogSizeLimitBytes,
+            User = _options.JobUser,
+            Group = _options.JobGroup,
+            DefaultStopGrace = _options.DefaultStopGrace,
+            DefaultIsolation = _options.DefaultIsolation,
+        });
+        _runner.BackgroundError += (_, e) => Log.JobBackgroundError(_logger, e.Exception, e.JobId, e.Operation);
+        return Task.CompletedTask;
+    }
+
+    public Task StartedAsync(CancellationToken cancellationToken) => Task.CompletedTask;
+
+    /// <summary>
+    /// Runs before Kestrel stops: refuse new jobs, then stop every job within its grace. Followers then see their
+    /// jobs end and finish normally, so Kestrel's drain that follows is short.
+    /// </summary>
+    public async Task StoppingAsync(CancellationToken cancellationToken)
+    {
+        _stopping = true;
+        if (_runner is { } runner && Volatile.Read(ref _disposed) == 0)
+        {
+            var jobs = runner.Jobs.ToList();
+            Log.ShuttingDown(_logger, jobs.Count(j => !j.Status.HasEnded));
+            // Stop first, then let followers read to the end and send the final status, then close the logs:
+            // disposing the runner at once would cut followers off in the middle of the output's tail.
+            try
+            {
+                await Task.WhenAll(jobs.Select(j => j.StopAsync(cancellationToken: cancellationToken))).ConfigureAwait(false);
+            }
+#pragma warning disable CA1031 // A job that fails to stop is killed by the runner's disposal below; shutdown goes on.
+            catch (Exception)
+#pragma warning restore CA1031
+            {
+            }
+
+            await WaitForStreamsAsync(TimeSpan.FromSeconds(5), cancellationToken).ConfigureAwait(false);
+            await DisposeRunnerAsync().ConfigureAwait(false);
+            Log.ShutdownComplete(_logger);
+        }
+    }
+
+    private async Task WaitForStreamsAsync(TimeSpan timeout, CancellationToken cancellationToken)
+    {
+        Task drained;
+        lock (_lock)
+        {
+            if (Volatile.Read(ref _streams) == 0)
+            {
+                return;
+            }
+
+            _streamsDrained ??= new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+            drained = _streamsDrained.Task;
+        }
+
+        try
+        {
+            await drained.WaitAsync(timeout, cancellationToken).ConfigureAwait(false);
+        }
+        catch (TimeoutException)
+        {
+            // A client that does not read keeps its stream open; Kestrel's shutdown aborts it later.
+        }
+    }
+
+    private void CloseStream()
+    {
+        if (Interlocked.Decrement(ref _streams) == 0)
+        {
+            lock (_lock)
+            {
+                if (Volatile.Read(ref _streams) == 0)
+                {
+                    _streamsDrained?.TrySetResult();
+                }
+            }
+        }
+    }
+
+    public Task StopAsync(CancellationToken cancellationToken) => Task.CompletedTask;
+
+    public Task StoppedAsync(CancellationToken cancellationToken) => Task.CompletedTask;
+
+    /// <summary>Disposes the runner if shutdown did not (for example when startup failed half way).</summary>
+    public async ValueTask DisposeAsync()
+    {
+        _stopping = true;
+        await DisposeRunnerAsync().ConfigureAwait(false);
+    }
+
+    // The runner stays readable while it stops its jobs (status and output of stopping jobs are still served);
+    // it is disposed exactly once, whichever of shutdown and container disposal comes first.
+    private async Task DisposeRunnerAsync()
+    {
+        if (_runner is { } runner && Interlocked.Exchange(ref _disposed, 1) == 0)
+        {
+            await runner.DisposeAsync().ConfigureAwait(false);
+        }
+    }
+
+    private sealed class StreamRegistration(JobRunnerHost host) : IDisposable
+    {
+        private int _disposed;
+
+        public void Dispose()
+        {
+            if (Interlocked.Exchange(ref _disposed, 1) == 0)
+            {
+                host.CloseStream();
+            }
+        }
+    }
+}

@@ -1,0 +1,268 @@
+using System.Net;
+using System.Net.Security;
+using System.Security.Authentication;
+using System.Security.Cryptography.X509Certificates;
+using JobWorker.Pki;
+using JobWorker.Server.Configuration;
+using JobWorker.Server.Diagnostics;
+using JobWorker.Server.Hosting;
+using JobWorker.Server.Security;
+using JobWorker.Server.Services;
+using Microsoft.AspNetCore.Hosting.Server;
+using Microsoft.AspNetCore.Hosting.Server.Features;
+using Microsoft.AspNetCore.Server.Kestrel.Core;
+using Microsoft.AspNetCore.Server.Kestrel.Https;
+using Microsoft.Extensions.Configuration.Json;
+using Microsoft.Extensions.Diagnostics.HealthChecks;
+using Microsoft.Extensions.Options;
+
+namespace JobWorker.Server;
+
+/// <summary>Builds the server: configuration, Kestrel with mutual TLS, the gRPC services and the job runner.</summary>
+public static class ServerApp
+{
+    /// <summary>Short command-line flags for the common settings (any setting also works as <c>--JobWorker:Name=value</c>).</summary>
+    public static IReadOnlyDictionary<string, string> SwitchMappings => Switches;
+
+    private static readonly Dictionary<string, string> Switches = new(StringComparer.Ordinal)
+    {
+        ["--listen"] = "JobWorker:Listen",
+        ["--ca"] = "JobWorker:CaCertificate",
+        ["--cert"] = "JobWorker:ServerCertificate",
+        ["--key"] = "JobWorker:ServerKey",
+        ["--cgroup-root"] = "JobWorker:CgroupRoot",
+        ["--delegated-cgroup"] = "JobWorker:UseDelegatedCgroup",
+        ["--log-dir"] = "JobWorker:LogDirectory",
+        ["--job-user"] = "JobWorker:JobUser",
+        ["--job-group"] = "JobWorker:JobGroup",
+        ["--grace"] = "JobWorker:DefaultStopGrace",
+        ["--max-running-jobs"] = "JobWorker:MaxRunningJobsPerUser",
+        ["--metrics-listen"] = "JobWorker:MetricsListen",
+    };
+
+    /// <summary>Optional system-wide settings file, read after appsettings.json and before environment variables.</summary>
+    public const string SystemConfigFile = "/etc/jobworker/jobworker.json";
+
+    /// <summary>Builds the application. Nothing listens until it is started.</summary>
+    /// <param name="args">Command-line arguments.</param>
+    /// <param name="configure">Adjusts the builder before the settings are read: configuration added here has the
+    /// highest precedence (tests add settings and a log collector).</param>
+    /// <exception cref="StartupException">The settings or certificates are unusable.</exception>
+    public static WebApplication Build(string[] args, Action<WebApplicationBuilder>? configure = null)
+    {
+        var builder = WebApplication.CreateBuilder(new WebApplicationOptions
+        {
+            Args = args,
+            // appsettings.json ships next to the binary; the working directory does not matter.
+            ContentRootPath = AppContext.BaseDirectory,
+        });
+        InsertSystemConfigFile(builder.Configuration);
+        builder.Configuration.AddCommandLine(args, Switches);
+        configure?.Invoke(builder);
+
+        var options = BindOptions(builder.Configuration);
+        var ca = LoadCa(options);
+        var serverCertificate = LoadServerCertificate(options, ca);
+        // Built once: the chain and the key handle are reused by every handshake.
+        var certificateContext = SslStreamCertificateContext.Create(serverCertificate, additionalCertificates: null, offline: true);
+
+        var services = builder.Services;
+        services.AddSingleton(options);
+        services.AddSingleton(Options.Create(options));
+        services.AddSingleton<ServerMetrics>();
+        services.AddSingleton(new RequestValidator(options));
+        services.AddSingleton<JobRunnerHost>();
+        services.AddHostedService(sp => sp.GetRequiredService<JobRunnerHost>());
+        services.AddSingleton(sp => new ClientCertificateValidator(
+            ca, sp.GetRequiredService<ILogger<ClientCertificateValidator>>(), sp.GetRequiredService<ServerMetrics>()));
+        services.AddGrpc(grpc =>
+        {
+            grpc.Interceptors.Add<ErrorInterceptor>();
+            grpc.EnableDetailedErrors = false;
+            // Largest request is StartJob: bounded by MaxArgumentBytes plus framing.
+            grpc.MaxReceiveMessageSize = options.MaxArgumentBytes + (64 * 1024);
+        });
+        services.AddGrpcHealthChecks()
+            .AddCheck<RunnerHealthCheck>("jobs");
+        services.AddGrpcReflection();
+        // Jobs get their grace at shutdown; give the host that long plus time to drain the last streams.
+        services.Configure<HostOptions>(host => host.ShutdownTimeout = options.DefaultStopGrace + TimeSpan.FromSeconds(15));
+
+        builder.WebHost.ConfigureKestrel(kestrel =>
+        {
+            kestrel.AddServerHeader = false;
+            // Every follower is one HTTP/2 stream; Kestrel's default of 100 per connection is too few for a
+            // client that follows many jobs (see docs/operations.md).
+            kestrel.Limits.Http2.MaxStreamsPerConnection = options.MaxStreamsPerConnection;
+            // Detect dead peers so their followers release readers even without a TCP reset.
+            kestrel.Limits.Http2.KeepAlivePingDelay = TimeSpan.FromSeconds(30);
+            kestrel.Limits.Http2.KeepAlivePingTimeout = TimeSpan.FromSeconds(20);
+            var validator = kestrel.ApplicationServices.GetRequiredService<ClientCertificateValidator>();
+            Listen(kestrel, ListenAddress.Parse(options.Listen), listen =>
+            {
+                listen.Protocols = HttpProtocols.Http2;
+                // The per-connection callback form lets our validator see the peer address (for the refusal log)
+                // and replaces Kestrel's certificate check entirely; Kestrel still adds ALPN (h2) itself.
+                listen.UseHttps(new TlsHandshakeCallbackOptions
+                {
+                    HandshakeTimeout = TimeSpan.FromSeconds(10),
+                    OnConnection = context => ValueTask.FromResult(new SslServerAuthenticationOptions
+                    {
+                        ServerCertificateContext = certificateContext,
+                        EnabledSslProtocols = SslProtocols.Tls13,
+                        ClientCertificateRequired = true,
+                        CertificateRevocationCheckMode = X509RevocationMode.NoCheck,
+                        RemoteCertificateValidationCallback = validator.CallbackFor(context.Connection.RemoteEndPoint),
+                    }),
+                });
+            });
+            if (!string.IsNullOrEmpty(options.MetricsListen))
+            {
+                Listen(kestrel, ListenAddress.Parse(options.MetricsListen), listen => listen.Protocols = HttpProtocols.Http1);
+            }
+        });
+
+        var app = builder.Build();
+        app.MapGrpcService<JobWorkerService>();
+        app.MapGrpcHealthChecksService();
+        app.MapGrpcReflectionService();
+        if (!string.IsNullOrEmpty(options.MetricsListen))
+        {
+            // Served only on the plain-HTTP metrics listener: every request on the gRPC port is HTTPS.
+            app.MapGet("/metrics", (HttpContext http, ServerMetrics metrics) => http.Request.IsHttps
+                ? Results.NotFound()
+                : Results.Text(PrometheusText.Format(metrics), PrometheusText.ContentType));
+        }
+
+        app.Lifetime.ApplicationStarted.Register(() => LogStarted(app, options));
+        return app;
+    }
+
+    /// <summary>The gRPC address the started server listens on, such as <c>https://127.0.0.1:50051</c>.</summary>
+    public static Uri GetGrpcAddress(WebApplication app) => GetAddress(app, "https://");
+
+    /// <summary>The metrics address the started server listens on, or null when metrics are off.</summary>
+    public static Uri? GetMetricsAddress(WebApplication app)
+    {
+        ArgumentNullException.ThrowIfNull(app);
+        return app.Services.GetRequiredService<ServerOptions>().MetricsListen is { Length: > 0 } ? GetAddress(app, "http://") : null;
+    }
+
+    private static Uri GetAddress(WebApplication app, string scheme)
+    {
+        ArgumentNullException.ThrowIfNull(app);
+        var addresses = app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()?.Addresses ?? [];
+        var address = addresses.FirstOrDefault(a => a.StartsWith(scheme, StringComparison.Ordinal))
+            ?? throw new InvalidOperationException($"the server has no {scheme} address (is it started?)");
+        return new Uri(address);
+    }
+
+    private static ServerOptions BindOptions(ConfigurationManager configuration)
+    {
+        ServerOptions options;
+        try
+        {
+            options = configuration.GetSection(ServerOptions.Section).Get<ServerOptions>() ?? new ServerOptions();
+        }
+        catch (InvalidOperationException e)
+        {
+            throw new StartupException($"invalid configuration: {e.Message}{(e.InnerException is { } inner ? " " + inner.Message : "")}", e);
+        }
+
+        var errors = options.Validate();
+        return errors.Count == 0 ? options : throw new StartupException("invalid configuration:\n  " + string.Join("\n  ", errors));
+    }
+
+    private static X509Certificate2 LoadCa(ServerOptions options)
+    {
+        try
+        {
+            return PemFiles.LoadCertificate(options.CaCertificate);
+        }
+        catch (PkiException e)
+        {
+            throw new StartupException($"{e.Message}. Set JobWorker:CaCertificate (--ca), or create a development PKI with 'JobWorker.Server certs init --dir DIR'.", e);
+        }
+    }
+
+    private static X509Certificate2 LoadServerCertificate(ServerOptions options, X509Certificate2 ca)
+    {
+        X509Certificate2 certificate;
+        try
+        {
+            certificate = PemFiles.LoadCertificateWithKey(options.ServerCertificate, options.ServerKey);
+        }
+        catch (PkiException e)
+        {
+            throw new StartupException($"{e.Message}. Set JobWorker:ServerCertificate (--cert) and JobWorker:ServerKey (--key).", e);
+        }
+
+        var problem = PemFiles.CheckPrivateKeyPermissions(options.ServerKey);
+        if (problem is not null)
+        {
+            throw new StartupException(problem);
+        }
+
+        // A server certificate that clients cannot verify would only fail later, on every client: refuse now.
+        var error = CertificateTrust.Verify(certificate, ca, Oids.ServerAuthentication);
+        if (error is not null)
+        {
+            throw new StartupException($"the server certificate '{options.ServerCertificate}' does not verify against the CA '{options.CaCertificate}' for serverAuth: {error}");
+        }
+
+        // Linux's SslStream works with the ephemeral key CreateFromPemFile returns; no PFX round trip needed.
+        return certificate;
+    }
+
+    private static void Listen(KestrelServerOptions kestrel, ListenAddress address, Action<ListenOptions> configure)
+    {
+        if (address.IsLocalhost)
+        {
+            kestrel.ListenLocalhost(address.Port, configure);
+        }
+        else
+        {
+            kestrel.Listen(new IPEndPoint(address.Address!, address.Port), configure);
+        }
+    }
+
+    private static void InsertSystemConfigFile(ConfigurationManager configuration)
+    {
+        var sources = ((IConfigurationBuilder)configuration).Sources;
+        var index = 0;
+        for (var i = 0; i < sources.Count; i++)
+        {
+            if (sources[i] is JsonConfigurationSource)
+            {
+                index = i + 1;
+            }
+        }
+
+        var source = new JsonConfigurationSource { Path = SystemConfigFile, Optional = true, ReloadOnChange = false };
+        source.ResolveFileProvider();
+        sources.Insert(index, source);
+    }
+
+    private static void LogStarted(WebApplication app, ServerOptions options)
+    {
+        var logger = app.Services.GetRequiredService<ILoggerFactory>().CreateLogger("JobWorker.Server");
+        var host = app.Services.GetRequiredService<JobRunnerHost>();
+        var controllers = host.Runner.AvailableControllers.Count == 0 ? "none" : string.Join(' ', host.Runner.AvailableControllers.Order());
+        Log.Listening(logger, GetGrpcAddress(app).ToString(), controllers);
+        if (GetMetricsAddress(app) is { } metrics)
+        {
+            Log.MetricsListening(logger, metrics.Authority);
+        }
+
+        if (!ListenAddress.TryParse(options.Listen, out var listen, out _) || !listen.IsLoopback)
+        {
+            Log.ConfigurationWarning(logger, $"gRPC listens on a non-loopback address ({options.Listen}); only clients with a certificate from the service CA can connect");
+        }
+    }
+
+    private sealed class RunnerHealthCheck(JobRunnerHost host) : IHealthCheck
+    {
+        public Task<HealthCheckResult> CheckHealthAsync(HealthCheckContext context, CancellationToken cancellationToken = default)
+            => Task.FromResult(host.IsStopping ? HealthCheckResult.Unhealthy("shutting down") : HealthCheckResult.Healthy());
+    }
+}

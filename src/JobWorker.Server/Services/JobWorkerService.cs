@@ -1,0 +1,168 @@
+using Google.Protobuf;
+using Grpc.Core;
+using JobWorker.Core.Jobs;
+using JobWorker.Pki;
+using JobWorker.Protocol.V1;
+using JobWorker.Server.Diagnostics;
+using JobWorker.Server.Errors;
+using JobWorker.Server.Hosting;
+using JobWorker.Server.Security;
+using Proto = JobWorker.Protocol.V1;
+
+namespace JobWorker.Server.Services;
+
+/// <summary>
+/// The gRPC API. Each call: who is calling (the certificate), may they (the policy table), is the request valid,
+/// then one call into the <see cref="JobRunner"/>. Errors are exceptions; <see cref="ErrorInterceptor"/> maps them
+/// to status codes.
+/// </summary>
+public sealed class JobWorkerService : Proto.JobWorker.JobWorkerBase
+{
+    private readonly JobRunnerHost _host;
+    private readonly RequestValidator _validator;
+    private readonly ServerMetrics _metrics;
+    private readonly ILogger<JobWorkerService> _logger;
+
+    public JobWorkerService(JobRunnerHost host, RequestValidator validator, ServerMetrics metrics, ILogger<JobWorkerService> logger)
+    {
+        _host = host;
+        _validator = validator;
+        _metrics = metrics;
+        _logger = logger;
+    }
+
+    public override Task<StartJobResponse> StartJob(StartJobRequest request, ServerCallContext context)
+    {
+        var caller = CallerIdentity.Get(context);
+        if (!AuthorizationPolicy.IsAllowed(caller, JobOperation.Start, jobOwner: null))
+        {
+            throw new RpcException(new Status(StatusCode.PermissionDenied, $"role '{caller.Role}' may not start jobs"));
+        }
+
+        var spec = _validator.ToSpec(request, caller.User);
+        var job = _host.Start(spec, caller);
+        var status = job.Status;
+        Log.JobStarted(_logger, caller.User, job.Id, spec.Command, status.Pid);
+        return Task.FromResult(new StartJobResponse { Job = StatusMapper.ToProto(job, status) });
+    }
+
+    public override async Task<StopJobResponse> StopJob(StopJobRequest request, ServerCallContext context)
+    {
+        var caller = CallerIdentity.Get(context);
+        var job = FindJob(caller, request.JobId, JobOperation.Stop);
+        var grace = _validator.ToGrace(request.Grace);
+        var status = await job.StopAsync(grace, context.CancellationToken);
+        Log.JobStopped(_logger, caller.User, job.Id, status.State.ToString());
+        return new StopJobResponse { Job = StatusMapper.ToProto(job, status) };
+    }
+
+    public override Task<GetJobResponse> GetJob(GetJobRequest request, ServerCallContext context)
+    {
+        var caller = CallerIdentity.Get(context);
+        var job = FindJob(caller, request.JobId, JobOperation.Get);
+        return Task.FromResult(new GetJobResponse { Job = StatusMapper.ToProto(job) });
+    }
+
+    public override Task<ListJobsResponse> ListJobs(ListJobsRequest request, ServerCallContext context)
+    {
+        var caller = CallerIdentity.Get(context);
+        var response = new ListJobsResponse();
+        var visible = _host.Runner.Jobs
+            .Where(job => AuthorizationPolicy.IsAllowed(caller, JobOperation.List, job.Spec.Owner))
+            .Select(job => StatusMapper.ToProto(job))
+            .OrderBy(status => status.StartedAt);
+        response.Jobs.AddRange(visible);
+        return Task.FromResult(response);
+    }
+
+    public override async Task StreamOutput(StreamOutputRequest request, IServerStreamWriter<StreamOutputResponse> responseStream, ServerCallContext context)
+    {
+        var caller = CallerIdentity.Get(context);
+        var job = FindJob(caller, request.JobId, JobOperation.StreamOutput);
+        var options = RequestValidator.ToReadOptions(request);
+        var cancellationToken = context.CancellationToken;
+
+        using var registration = _host.OpenStream();
+        _metrics.StreamOpened();
+        Log.StreamOpened(_logger, caller.User, job.Id, options.Follow);
+        long sent = 0;
+        try
+        {
+            // One loop: each chunk the reader yields is written before the next is read. A cancelled call
+            // (client gone, deadline) cancels the enumeration, which releases the reader at once.
+            await foreach (var chunk in job.ReadOutputAsync(options, cancellationToken))
+            {
+                // UnsafeWrap avoids copying: the chunk's memory is valid until the enumerator moves on, and
+                // WriteAsync has serialized the message into the HTTP/2 pipe by the time it completes.
+                var message = new StreamOutputResponse
+                {
+                    Chunk = new Proto.OutputChunk { Offset = chunk.Offset, Data = UnsafeByteOperations.UnsafeWrap(chunk.Data) },
+                };
+                await responseStream.WriteAsync(message, cancellationToken);
+                sent += chunk.Data.Length;
+                _metrics.BytesStreamed(chunk.Data.Length);
+            }
+
+            // The reader ended: with follow, because the job ended and every byte was read. Say how it ended.
+            var status = job.Status;
+            if (status.HasEnded)
+            {
+                await responseStream.WriteAsync(new StreamOutputResponse { FinalStatus = StatusMapper.ToProto(job, status) }, cancellationToken);
+            }
+        }
+        catch (ObjectDisposedException e)
+        {
+            // The log was closed under the reader: the job was removed, or the server is shutting down.
+            throw _host.IsStopping
+                ? new ServerShuttingDownException("the server is shutting down", e)
+                : new JobNotFoundException($"job {RequestValidator.FormatJobId(job.Id)} was removed while its output was being read", e);
+        }
+        finally
+        {
+            _metrics.StreamClosed();
+            Log.StreamClosed(_logger, caller.User, job.Id, sent);
+        }
+    }
+
+    public override Task<RemoveJobResponse> RemoveJob(RemoveJobRequest request, ServerCallContext context)
+    {
+        var caller = CallerIdentity.Get(context);
+        var job = FindJob(caller, request.JobId, JobOperation.Remove);
+        if (!job.Status.HasEnded)
+        {
+            throw new JobStillRunningException($"job {RequestValidator.FormatJobId(job.Id)} is still running; stop it first");
+        }
+
+        try
+        {
+            _host.Runner.Remove(job);
+        }
+        catch (InvalidOperationException e)
+        {
+            throw new JobStillRunningException($"job {RequestValidator.FormatJobId(job.Id)} is still running; stop it first", e);
+        }
+
+        Log.JobRemoved(_logger, caller.User, job.Id);
+        return Task.FromResult(new RemoveJobResponse());
+    }
+
+    /// <summary>
+    /// Finds a job the caller may act on. A job the caller may not see answers exactly like a missing one: the
+    /// same exception with the same message, so NotFound never confirms that someone else's job exists.
+    /// </summary>
+    private Job FindJob(ClientIdentity caller, string jobId, JobOperation operation)
+    {
+        var id = RequestValidator.ParseJobId(jobId);
+        if (_host.Runner.TryGetJob(id, out var job))
+        {
+            if (AuthorizationPolicy.IsAllowed(caller, operation, job.Spec.Owner))
+            {
+                return job;
+            }
+
+            Log.AccessDenied(_logger, caller.User, caller.Role, operation.ToString(), id, job.Spec.Owner);
+        }
+
+        throw new JobNotFoundException($"job {RequestValidator.FormatJobId(id)} not found");
+    }
+}

@@ -1,0 +1,366 @@
+using System.Collections.Concurrent;
+using System.Diagnostics;
+using System.Text.RegularExpressions;
+using Grpc.Core;
+using JobWorker.Pki;
+using JobWorker.Protocol.V1;
+using JobWorker.Server.Tests.Infrastructure;
+
+namespace JobWorker.Server.Tests;
+
+/// <summary>Shutdown and startup: stopping leaves no process and no cgroup; the real binary exits 0 on SIGTERM and refuses bad starts clearly.</summary>
+public sealed partial class ShutdownTests
+{
+    private static CancellationToken Token => TestContext.Current.CancellationToken;
+
+    private static string ServerBinary { get; } = Path.Combine(AppContext.BaseDirectory, "JobWorker.Server");
+
+    [Fact(Timeout = 60_000)]
+    public async Task Stop_RunningJobsAndFollower_NoProcessNoCgroupFollowerGetsFinalStatus()
+    {
+        var server = await TestServer.StartAsync(cancellationToken: Token);
+        JobStatus[] jobs;
+        StreamResult follower;
+        try
+        {
+            var client = server.Client(TestServer.Alice);
+            jobs =
+            [
+                await server.StartTestProcessAsync(TestServer.Alice, "sleep", "60"),
+                await server.StartTestProcessAsync(TestServer.Bob, "fork", "3", "sleep", "60"),
+                await server.StartTestProcessAsync(TestServer.Alice, "ignore-sigterm", "echo", "ready", "sleep", "60"),
+            ];
+            using var call = client.StreamOutput(new StreamOutputRequest { JobId = jobs[2].JobId, Follow = true }, cancellationToken: Token);
+            Assert.True(await call.ResponseStream.MoveNext(Token)); // SIGTERM handler installed
+            var rest = StreamResult.ReadAsync(call, Token);
+
+            var stopwatch = Stopwatch.StartNew();
+            await server.App.StopAsync(Token);
+            follower = await rest;
+
+            // Within the 2 s test grace plus a margin (the SIGTERM-ignoring job needs the SIGKILL).
+            Assert.InRange(stopwatch.Elapsed, TimeSpan.Zero, TimeSpan.FromSeconds(10));
+        }
+        finally
+        {
+            await server.DisposeAsync(); // throws if the cgroup subtree is left behind
+        }
+
+        Assert.All(jobs, job => Assert.False(Directory.Exists($"/proc/{job.Pid}"), $"job process {job.Pid} survived shutdown"));
+        Assert.False(Directory.Exists(server.CgroupRoot));
+        Assert.Equal(JobState.Stopped, follower.FinalStatus?.State);
+    }
+
+    [Fact(Timeout = 60_000)]
+    public async Task Binary_Sigterm_StopsJobsRemovesCgroupsExitsZero()
+    {
+        await using var env = await BinaryEnvironment.CreateAsync();
+        using var process = env.Start();
+        var address = await env.WaitForListeningAsync(process);
+        var client = env.Client(address, TestServer.Alice);
+        var job = (await client.StartJobAsync(new StartJobRequest { Command = TestServer.TestProcess, Args = { "sleep", "60" } }, cancellationToken: Token)).Job;
+        Assert.True(Directory.Exists($"/proc/{job.Pid}"));
+
+        using (var kill = Process.Start("kill", ["-TERM", process.Id.ToString(System.Globalization.CultureInfo.InvariantCulture)]))
+        {
+            await kill.WaitForExitAsync(Token);
+        }
+
+        await process.WaitForExitAsync(Token);
+
+        Assert.True(process.ExitCode == 0, $"exit code {process.ExitCode}; output:\n{env.Output}");
+        Assert.False(Directory.Exists($"/proc/{job.Pid}"), "the job survived the server");
+        Assert.False(Directory.Exists(env.CgroupRoot), "the cgroup subtree survived the server");
+        Assert.Contains("All jobs stopped", env.Output, StringComparison.Ordinal);
+    }
+
+    [Fact(Timeout = 60_000)]
+    public async Task Binary_NotRoot_RefusesWithClearMessage()
+    {
+        await using var env = await BinaryEnvironment.CreateAsync();
+        using var process = env.Start(asUser: "nobody");
+
+        await process.WaitForExitAsync(Token);
+
+        Assert.Equal(1, process.ExitCode);
+        Assert.Contains("must run as root", env.Output, StringComparison.Ordinal);
+    }
+
+    [Fact(Timeout = 60_000)]
+    public async Task Binary_CgroupSubtreeCannotBeCreated_RefusesWithClearMessage()
+    {
+        await using var env = await BinaryEnvironment.CreateAsync();
+        using var process = env.Start(extraArgs: ["--cgroup-root", "/proc/jobworker-cannot-exist"]);
+
+        await process.WaitForExitAsync(Token);
+
+        Assert.Equal(1, process.ExitCode);
+        Assert.Contains("cannot start the job runner", env.Output, StringComparison.Ordinal);
+        Assert.DoesNotContain("Listening for gRPC", env.Output, StringComparison.Ordinal);
+    }
+
+    [Fact(Timeout = 60_000)]
+    public async Task Binary_InvalidSettings_RefusesNamingEachSetting()
+    {
+        await using var env = await BinaryEnvironment.CreateAsync();
+        using var process = env.Start(extraArgs: ["--listen", "nowhere", "--max-running-jobs", "-3"]);
+
+        await process.WaitForExitAsync(Token);
+
+        Assert.Equal(1, process.ExitCode);
+        Assert.Contains("JobWorker:Listen", env.Output, StringComparison.Ordinal);
+        Assert.Contains("JobWorker:MaxRunningJobsPerUser", env.Output, StringComparison.Ordinal);
+    }
+
+    [Fact(Timeout = 60_000)]
+    public async Task Binary_MissingCertificates_RefusesNamingTheFile()
+    {
+        await using var env = await BinaryEnvironment.CreateAsync();
+        using var process = env.Start(extraArgs: ["--ca", "/nonexistent/ca.crt"]);
+
+        await process.WaitForExitAsync(Token);
+
+        Assert.Equal(1, process.ExitCode);
+        Assert.Contains("/nonexistent/ca.crt", env.Output, StringComparison.Ordinal);
+        Assert.Contains("certs init", env.Output, StringComparison.Ordinal);
+    }
+
+    [Fact(Timeout = 60_000)]
+    public async Task Binary_EnvironmentVariableSettings_Applied()
+    {
+        await using var env = await BinaryEnvironment.CreateAsync();
+        env.Environment["JOBWORKER__MAXARGUMENTS"] = "1";
+        using var process = env.Start();
+        var address = await env.WaitForListeningAsync(process);
+        var client = env.Client(address, TestServer.Alice);
+
+        var e = await Assert.ThrowsAsync<RpcException>(async () =>
+            await client.StartJobAsync(new StartJobRequest { Command = TestServer.TestProcess, Args = { "exit", "0" } }, cancellationToken: Token));
+
+        Assert.Equal(StatusCode.InvalidArgument, e.StatusCode);
+        Assert.Contains("MaxArguments", e.Status.Detail, StringComparison.Ordinal);
+        process.Kill();
+        await process.WaitForExitAsync(Token);
+    }
+
+    [Fact(Timeout = 60_000)]
+    public async Task Binary_MetricsPort_ServesPrometheusTextOnLoopbackOnly()
+    {
+        await using var env = await BinaryEnvironment.CreateAsync();
+        using var process = env.Start(extraArgs: ["--metrics-listen", "127.0.0.1:0"]);
+        var address = await env.WaitForListeningAsync(process);
+        var client = env.Client(address, TestServer.Alice);
+        await client.StartJobAsync(new StartJobRequest { Command = TestServer.TestProcess, Args = { "exit", "0" } }, cancellationToken: Token);
+        var metricsLine = await env.WaitForLineAsync(MetricsLine());
+
+        using var http = new HttpClient();
+        var text = await http.GetStringAsync($"http://{MetricsLine().Match(metricsLine).Groups[1].Value}/metrics", Token);
+
+        Assert.Contains("jobworker_jobs_started_total 1", text, StringComparison.Ordinal);
+        Assert.Contains("# TYPE jobworker_streams_active gauge", text, StringComparison.Ordinal);
+        process.Kill();
+        await process.WaitForExitAsync(Token);
+    }
+
+    [GeneratedRegex(@"Listening for gRPC on (https://\S+/)")]
+    private static partial Regex ListeningLine();
+
+    [GeneratedRegex(@"Serving Prometheus metrics on http://(\S+)/metrics")]
+    private static partial Regex MetricsLine();
+
+    /// <summary>A PKI, a cgroup root name and a log directory for one run of the real server binary.</summary>
+    private sealed class BinaryEnvironment : IAsyncDisposable
+    {
+        private readonly ConcurrentQueue<string> _lines = new();
+        private readonly List<(Regex Pattern, TaskCompletionSource<string> Found)> _waiters = [];
+        private Process? _process;
+
+        private BinaryEnvironment(string directory, DevPkiLayout pki, string cgroupRoot)
+        {
+            Directory = directory;
+            Pki = pki;
+            CgroupRoot = cgroupRoot;
+        }
+
+        public string Directory { get; }
+
+        public DevPkiLayout Pki { get; }
+
+        public string CgroupRoot { get; }
+
+        public Dictionary<string, string> Environment { get; } = new(StringComparer.Ordinal);
+
+        public string Output => string.Join('\n', _lines);
+
+        public static Task<BinaryEnvironment> CreateAsync()
+        {
+            var suffix = Guid.NewGuid().ToString("N")[..12];
+            var directory = Path.Combine(Path.GetTempPath(), "jobworker-srvtest-" + suffix);
+            System.IO.Directory.CreateDirectory(directory, PemFiles.DirectoryMode);
+            // The binary must be reachable for "nobody" in the not-root test; the PKI stays private.
+            File.SetUnixFileMode(directory, PemFiles.DirectoryMode | UnixFileMode.OtherExecute);
+            var pki = DevPki.Create(Path.Combine(directory, "pki"), [new(TestServer.Alice, Roles.User)]);
+            return Task.FromResult(new BinaryEnvironment(directory, pki, Path.Combine(TestServer.CgroupMount, "jobworker-srvtest-" + suffix)));
+        }
+
+        public Process Start(string? asUser = null, string[]? extraArgs = null)
+        {
+            string[] serverArgs =
+            [
+                "--listen", "127.0.0.1:0",
+                "--ca", Pki.CaCertificate,
+                "--cert", Pki.ServerCertificate,
+                "--key", Pki.ServerKey,
+                "--cgroup-root", CgroupRoot,
+                "--log-dir", Path.Combine(Directory, "logs"),
+                "--grace", "00:00:01",
+                .. extraArgs ?? [],
+            ];
+            var start = new ProcessStartInfo
+            {
+                FileName = asUser is null ? ServerBinary : "setpriv",
+                RedirectStandardOutput = true,
+                RedirectStandardError = true,
+                UseShellExecute = false,
+            };
+            if (asUser is not null)
+            {
+                foreach (var arg in new[] { "--reuid=" + asUser, "--regid=nogroup", "--clear-groups", ServerBinary })
+                {
+                    start.ArgumentList.Add(arg);
+                }
+            }
+
+            foreach (var arg in serverArgs)
+            {
+                start.ArgumentList.Add(arg);
+            }
+
+            start.Environment["DOTNET_NOLOGO"] = "1";
+            foreach (var (key, value) in Environment)
+            {
+                start.Environment[key] = value;
+            }
+
+            var process = new Process { StartInfo = start };
+            process.OutputDataReceived += (_, e) => OnLine(e.Data);
+            process.ErrorDataReceived += (_, e) => OnLine(e.Data);
+            process.Start();
+            process.BeginOutputReadLine();
+            process.BeginErrorReadLine();
+            _process = process;
+            return process;
+        }
+
+        public async Task<Uri> WaitForListeningAsync(Process process)
+        {
+            var exited = process.WaitForExitAsync(Token);
+            var listening = WaitForLineAsync(ListeningLine());
+            if (await Task.WhenAny(exited, listening) == exited)
+            {
+                throw new InvalidOperationException($"the server exited with {process.ExitCode}:\n{Output}");
+            }
+
+            return new Uri(ListeningLine().Match(await listening).Groups[1].Value);
+        }
+
+        public Task<string> WaitForLineAsync(Regex pattern)
+        {
+            var found = new TaskCompletionSource<string>(TaskCreationOptions.RunContinuationsAsynchronously);
+            lock (_waiters)
+            {
+                var line = _lines.FirstOrDefault(pattern.IsMatch);
+                if (line is not null)
+                {
+                    return Task.FromResult(line);
+                }
+
+                _waiters.Add((pattern, found));
+            }
+
+            return found.Task.WaitAsync(TimeSpan.FromSeconds(30), Token);
+        }
+
+        public global::JobWorker.Protocol.V1.JobWorker.JobWorkerClient Client(Uri address, string user)
+        {
+            var ca = PemFiles.LoadCertificate(Pki.CaCertificate);
+            var handler = new SocketsHttpHandler
+            {
+                SslOptions = new System.Net.Security.SslClientAuthenticationOptions
+                {
+                    ClientCertificates = [PemFiles.LoadCertificateWithKey(Pki.ClientCertificate(user), Pki.ClientKey(user))],
+                    RemoteCertificateValidationCallback = (_, certificate, _, _) =>
+                        certificate is System.Security.Cryptography.X509Certificates.X509Certificate2 server
+                        && CertificateTrust.Verify(server, ca, Oids.ServerAuthentication) is null,
+                },
+            };
+            return new(Grpc.Net.Client.GrpcChannel.ForAddress(address, new Grpc.Net.Client.GrpcChannelOptions { HttpHandler = handler }));
+        }
+
+        public async ValueTask DisposeAsync()
+        {
+            if (_process is not null)
+            {
+                try
+                {
+                    if (!_process.HasExited)
+                    {
+                        _process.Kill();
+                        await _process.WaitForExitAsync(CancellationToken.None);
+                    }
+                }
+                catch (InvalidOperationException)
+                {
+                    // The test disposed the process after it exited.
+                }
+            }
+
+            // A killed server (not SIGTERM) cannot clean up: remove what it left, job processes first.
+            if (System.IO.Directory.Exists(CgroupRoot))
+            {
+                foreach (var group in System.IO.Directory.GetDirectories(CgroupRoot))
+                {
+                    await File.WriteAllTextAsync(Path.Combine(group, "cgroup.kill"), "1", CancellationToken.None);
+                }
+
+                foreach (var group in System.IO.Directory.GetDirectories(CgroupRoot))
+                {
+                    for (var attempt = 0; ; attempt++)
+                    {
+                        try
+                        {
+                            System.IO.Directory.Delete(group);
+                            break;
+                        }
+                        catch (IOException) when (attempt < 100)
+                        {
+                            await Task.Delay(20, CancellationToken.None); // EBUSY until the killed processes are reaped
+                        }
+                    }
+                }
+
+                System.IO.Directory.Delete(CgroupRoot);
+            }
+
+            System.IO.Directory.Delete(Directory, recursive: true);
+        }
+
+        private void OnLine(string? line)
+        {
+            if (line is null)
+            {
+                return;
+            }
+
+            lock (_waiters)
+            {
+                _lines.Enqueue(line);
+                foreach (var waiter in _waiters.Where(w => w.Pattern.IsMatch(line)).ToList())
+                {
+                    waiter.Found.TrySetResult(line);
+                    _waiters.Remove(waiter);
+                }
+            }
+        }
+    }
+}

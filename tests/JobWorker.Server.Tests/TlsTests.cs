@@ -1,0 +1,188 @@
+using System.Net.Security;
+using System.Net.Sockets;
+using System.Security.Authentication;
+using System.Security.Cryptography;
+using System.Security.Cryptography.X509Certificates;
+using Grpc.Core;
+using Grpc.Health.V1;
+using Grpc.Net.Client;
+using JobWorker.Pki;
+using JobWorker.Server.Tests.Infrastructure;
+
+namespace JobWorker.Server.Tests;
+
+/// <summary>Mutual TLS against a real Kestrel: who gets in, who is refused, and that refusals are logged with the reason.</summary>
+public sealed class TlsTests : IAsyncLifetime
+{
+    private TestServer _server = null!;
+
+    public async ValueTask InitializeAsync() => _server = await TestServer.StartAsync(cancellationToken: TestContext.Current.CancellationToken);
+
+    public async ValueTask DisposeAsync() => await _server.DisposeAsync();
+
+    [Fact(Timeout = 30_000)]
+    public async Task Handshake_ValidClientCertificate_Accepted()
+    {
+        var health = new Health.HealthClient(_server.Channel(_server.ClientCertificate(TestServer.Alice)));
+
+        var response = await health.CheckAsync(new HealthCheckRequest(), cancellationToken: TestContext.Current.CancellationToken);
+
+        Assert.Equal(HealthCheckResponse.Types.ServingStatus.Serving, response.Status);
+    }
+
+    [Fact(Timeout = 30_000)]
+    public async Task Handshake_NoClientCertificate_RefusedAndLogged()
+    {
+        await AssertRefusedAsync(_server.Channel(null), "no client certificate");
+    }
+
+    [Fact(Timeout = 30_000)]
+    public async Task Handshake_CertificateFromAnotherCa_RefusedAndLogged()
+    {
+        using var other = CertificateAuthority.Create("JobWorker Development CA");
+        using var cert = other.IssueClient(new ClientIdentity(TestServer.Alice, Roles.Admin));
+
+        await AssertRefusedAsync(_server.Channel(cert), "PartialChain");
+    }
+
+    [Fact(Timeout = 30_000)]
+    public async Task Handshake_ExpiredCertificate_RefusedAndLogged()
+    {
+        using var ca = LoadServiceCa();
+        using var cert = IssueWithServiceCa(ca, new CertificateOptions
+        {
+            NotBefore = ca.Certificate.NotBefore.ToUniversalTime(),
+            NotAfter = DateTimeOffset.UtcNow.AddMinutes(-1),
+        });
+
+        await AssertRefusedAsync(_server.Channel(cert), "NotTimeValid");
+    }
+
+    [Fact(Timeout = 30_000)]
+    public async Task Handshake_NotYetValidCertificate_RefusedAndLogged()
+    {
+        using var ca = LoadServiceCa();
+        using var cert = IssueWithServiceCa(ca, new CertificateOptions { NotBefore = DateTimeOffset.UtcNow.AddDays(1) });
+
+        await AssertRefusedAsync(_server.Channel(cert), "NotTimeValid");
+    }
+
+    [Fact(Timeout = 30_000)]
+    public async Task Handshake_NoClientAuthUsage_RefusedAndLogged()
+    {
+        using var ca = LoadServiceCa();
+        using var cert = IssueWithServiceCa(ca, new CertificateOptions { IncludeExtendedKeyUsage = false });
+
+        await AssertRefusedAsync(_server.Channel(cert), "NotValidForUsage");
+    }
+
+    [Fact(Timeout = 30_000)]
+    public async Task Handshake_ServerCertificateAsClientCertificate_Refused()
+    {
+        // Signed by the right CA, but for serverAuth only.
+        using var cert = PemFiles.LoadCertificateWithKey(_server.Pki.ServerCertificate, _server.Pki.ServerKey);
+
+        await AssertRefusedAsync(_server.Channel(cert), "NotValidForUsage");
+    }
+
+    [Fact(Timeout = 30_000)]
+    public async Task Handshake_SelfSignedClientCertificate_RefusedAndLogged()
+    {
+        using var key = ECDsa.Create(ECCurve.NamedCurves.nistP256);
+        var request = new CertificateRequest("CN=admin, OU=admin, O=JobWorker", key, HashAlgorithmName.SHA256);
+        request.CertificateExtensions.Add(new X509EnhancedKeyUsageExtension([new Oid(Oids.ClientAuthentication)], false));
+        using var cert = request.CreateSelfSigned(DateTimeOffset.UtcNow.AddMinutes(-5), DateTimeOffset.UtcNow.AddDays(1));
+
+        await AssertRefusedAsync(_server.Channel(cert), "UntrustedRoot");
+    }
+
+    [Fact(Timeout = 30_000)]
+    public async Task Handshake_ValidChainButUnknownRole_Refused()
+    {
+        using var ca = LoadServiceCa();
+        using var key = ECDsa.Create(ECCurve.NamedCurves.nistP256);
+        var request = new CertificateRequest("CN=mallory, OU=root, O=JobWorker", key, HashAlgorithmName.SHA256);
+        request.CertificateExtensions.Add(new X509EnhancedKeyUsageExtension([new Oid(Oids.ClientAuthentication)], false));
+        using var issued = request.Create(ca.Certificate, DateTimeOffset.UtcNow.AddMinutes(-5), DateTimeOffset.UtcNow.AddDays(1), [1, 2, 3, 4]);
+        using var cert = issued.CopyWithPrivateKey(key);
+
+        await AssertRefusedAsync(_server.Channel(cert), "role 'root' is unknown");
+    }
+
+    [Fact(Timeout = 30_000)]
+    public async Task Handshake_Tls12OnlyClient_Refused()
+    {
+        // Speak TLS directly: a TLS 1.2-only client must not complete a handshake at all.
+        using var tcp = new TcpClient();
+        await tcp.ConnectAsync(_server.Address.Host, _server.Address.Port, TestContext.Current.CancellationToken);
+        await using var tls = new SslStream(tcp.GetStream());
+        using var cert = _server.ClientCertificate(TestServer.Alice);
+
+        var options = new SslClientAuthenticationOptions
+        {
+            TargetHost = "localhost",
+            EnabledSslProtocols = SslProtocols.Tls12,
+            ClientCertificates = [cert],
+            ApplicationProtocols = [SslApplicationProtocol.Http2],
+            RemoteCertificateValidationCallback = (_, server, _, _) =>
+                server is X509Certificate2 s && CertificateTrust.Verify(s, _server.Ca, Oids.ServerAuthentication) is null,
+        };
+
+        await Assert.ThrowsAnyAsync<Exception>(() => tls.AuthenticateAsClientAsync(options, TestContext.Current.CancellationToken));
+        Assert.False(tls.IsAuthenticated);
+    }
+
+    [Fact(Timeout = 30_000)]
+    public async Task Handshake_Tls13Client_NegotiatesHttp2AndTls13()
+    {
+        using var tcp = new TcpClient();
+        await tcp.ConnectAsync(_server.Address.Host, _server.Address.Port, TestContext.Current.CancellationToken);
+        await using var tls = new SslStream(tcp.GetStream());
+        using var cert = _server.ClientCertificate(TestServer.Alice);
+
+        await tls.AuthenticateAsClientAsync(new SslClientAuthenticationOptions
+        {
+            TargetHost = "localhost",
+            ClientCertificates = [cert],
+            ApplicationProtocols = [SslApplicationProtocol.Http2, SslApplicationProtocol.Http11],
+            RemoteCertificateValidationCallback = (_, server, _, _) =>
+                server is X509Certificate2 s && CertificateTrust.Verify(s, _server.Ca, Oids.ServerAuthentication) is null,
+        }, TestContext.Current.CancellationToken);
+
+        Assert.Equal(SslProtocols.Tls13, tls.SslProtocol);
+        Assert.Equal(SslApplicationProtocol.Http2, tls.NegotiatedApplicationProtocol);
+    }
+
+    [Fact(Timeout = 30_000)]
+    public async Task Handshake_AfterRefusals_ServerKeepsServingValidClients()
+    {
+        await AssertRefusedAsync(_server.Channel(null), "no client certificate");
+
+        var health = new Health.HealthClient(_server.Channel(_server.ClientCertificate(TestServer.Bob)));
+        var response = await health.CheckAsync(new HealthCheckRequest(), cancellationToken: TestContext.Current.CancellationToken);
+
+        Assert.Equal(HealthCheckResponse.Types.ServingStatus.Serving, response.Status);
+    }
+
+    private CertificateAuthority LoadServiceCa() => CertificateAuthority.Load(_server.Pki.CaCertificate, _server.Pki.CaKey);
+
+    private static X509Certificate2 IssueWithServiceCa(CertificateAuthority ca, CertificateOptions options)
+        => ca.IssueClient(new ClientIdentity(TestServer.Alice, Roles.User), options);
+
+    private async Task AssertRefusedAsync(GrpcChannel channel, string expectedReason)
+    {
+        var refusedBefore = _server.Metrics.HandshakesRefused;
+        var health = new Health.HealthClient(channel);
+
+        var e = await Assert.ThrowsAsync<RpcException>(async () =>
+            await health.CheckAsync(new HealthCheckRequest(), cancellationToken: TestContext.Current.CancellationToken));
+
+        // With TLS 1.3 the client finishes its side of the handshake before the server has checked the client
+        // certificate, so the refusal reaches the client either while connecting (Unavailable) or as the
+        // connection's end while its first request is in flight (Internal). Either way nothing was served.
+        Assert.Contains(e.StatusCode, new[] { StatusCode.Unavailable, StatusCode.Internal });
+        Assert.True(_server.Metrics.HandshakesRefused > refusedBefore, "the refusal was not counted");
+        Assert.Contains(_server.Logs.Entries, entry =>
+            entry.EventId.Id == 8 && entry.Message.Contains(expectedReason, StringComparison.Ordinal) && entry.Message.Contains("127.0.0.1", StringComparison.Ordinal));
+    }
+}
