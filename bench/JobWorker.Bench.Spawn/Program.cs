@@ -14,6 +14,13 @@ using Microsoft.Win32.SafeHandles;
 // posix_spawn baseline sees the same machine state as the library.
 //
 //   dotnet run -c Release --project bench/JobWorker.Bench.Spawn -- [iterations] [warmup]
+//   dotnet run -c Release --project bench/JobWorker.Bench.Spawn -- concurrent [jobs]
+if (args.Length > 0 && args[0] == "concurrent")
+{
+    await Concurrent.RunAsync(args.Length > 1 ? int.Parse(args[1], CultureInfo.InvariantCulture) : 1000);
+    return;
+}
+
 var iterations = args.Length > 0 ? int.Parse(args[0], CultureInfo.InvariantCulture) : 300;
 var warmup = args.Length > 1 ? int.Parse(args[1], CultureInfo.InvariantCulture) : 30;
 var target = Path.Combine(AppContext.BaseDirectory, "bench-target");

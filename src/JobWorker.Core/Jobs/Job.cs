@@ -110,9 +110,13 @@ public sealed class Job
 
     private async Task EscalateAfterGraceAsync(TimeSpan grace)
     {
-        // Not tied to the caller's token: a cancelled wait must not cancel the stop.
-        var ended = await Task.WhenAny(_completion.Task, Task.Delay(grace)).ConfigureAwait(false) == _completion.Task;
-        if (!ended)
+        // Not tied to the caller's token: a cancelled wait must not cancel the stop. WaitAsync drops its timer as
+        // soon as the job ends, so a long grace leaves nothing behind for a job that stopped politely.
+        try
+        {
+            await _completion.Task.WaitAsync(grace).ConfigureAwait(false);
+        }
+        catch (TimeoutException)
         {
             _cgroup.Kill();
         }
