@@ -17,7 +17,8 @@
  *   detach           setsid + double fork: a grandchild outside our session sleeps until killed;
  *                    prints "grandchild PID"
  *   alloc MB         allocate and touch MB MiB
- *   busy S           spin on the CPU for S seconds
+ *   busy S           spin on the CPU for S seconds of wall-clock time
+ *   cpu S            spin until the process has used S seconds of CPU time
  *   forkbomb N       try N forks (children sleep); prints "forked OK failed F errno E"
  *   write-file P N   write N bytes to file P
  *   write-direct P M write M MiB to P with O_DIRECT (bypasses the page cache, so io.max applies at once);
@@ -188,6 +189,20 @@ int main(int argc, char **argv)
             double end = now() + atof(arg);
             volatile unsigned long x = 0;
             while (now() < end) {
+                for (int k = 0; k < 100000; k++) {
+                    x += (unsigned long)k;
+                }
+            }
+            i++;
+        } else if (strcmp(op, "cpu") == 0) {
+            double want = atof(arg);
+            volatile unsigned long x = 0;
+            for (;;) {
+                struct timespec ts;
+                clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+                if ((double)ts.tv_sec + (double)ts.tv_nsec / 1e9 >= want) {
+                    break;
+                }
                 for (int k = 0; k < 100000; k++) {
                     x += (unsigned long)k;
                 }

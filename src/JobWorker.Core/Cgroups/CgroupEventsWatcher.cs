@@ -58,19 +58,19 @@ internal sealed class CgroupEventsWatcher : IDisposable
         }
     }
 
-    private void OnReadable()
+    private void OnReadable(ulong token)
     {
         // A callback may already be queued when Dispose runs: the lock and flag keep it off a closed fd.
         lock (_lock)
         {
             if (!_disposed)
             {
-                DrainEvents();
+                DrainEvents(token);
             }
         }
     }
 
-    private unsafe void DrainEvents()
+    private unsafe void DrainEvents(ulong token)
     {
         const int BufferSize = 4096;
         var buffer = stackalloc byte[BufferSize];
@@ -103,7 +103,7 @@ internal sealed class CgroupEventsWatcher : IDisposable
 
         try
         {
-            _loop.Rearm(_token);
+            _loop.Rearm(token);
         }
         catch (IOException)
         {

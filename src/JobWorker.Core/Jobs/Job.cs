@@ -21,10 +21,9 @@ public sealed class Job
     private readonly TaskCompletionSource<JobStatus> _completion = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private readonly TaskCompletionSource _outputEnded = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private readonly DateTimeOffset _startedAt;
-    private ulong _pidfdToken;
-    private ulong _pipeToken;
     private volatile JobStatus? _final;
     private int _stopRequested;
+    private volatile bool _mainExited;
 
     internal Job(JobRunner runner, Guid id, JobSpec spec, JobCgroup cgroup, OutputLog log, int pid, SafeFileHandle pidfd, SafeFileHandle outputPipe, DateTimeOffset startedAt)
     {
@@ -86,6 +85,13 @@ public sealed class Job
             return Task.FromResult(final);
         }
 
+        if (_mainExited)
+        {
+            // Already ending by itself (leftovers are being killed): a stop changes nothing, so it must not
+            // turn an Exited job into a Stopped one.
+            return _completion.Task.WaitAsync(cancellationToken);
+        }
+
         Interlocked.Exchange(ref _stopRequested, 1);
         if (effectiveGrace == TimeSpan.Zero)
         {
@@ -119,11 +125,12 @@ public sealed class Job
     /// <summary>Registers the pidfd and output pipe with the runner's event loop.</summary>
     internal void Watch()
     {
-        _pipeToken = _runner.Loop.Add(_outputPipe, OnOutputReadable);
-        _pidfdToken = _runner.Loop.Add(_pidfd, OnMainExited);
+        // The handlers get their token as an argument: they may run before Add returns.
+        _runner.Loop.Add(_outputPipe, OnOutputReadable);
+        _runner.Loop.Add(_pidfd, OnMainExited);
     }
 
-    private void OnOutputReadable()
+    private void OnOutputReadable(ulong token)
     {
         bool eof;
         try
@@ -139,19 +146,19 @@ public sealed class Job
 
         if (eof)
         {
-            _runner.Loop.Remove(_pipeToken);
+            _runner.Loop.Remove(token);
             _outputPipe.Dispose();
             _outputEnded.TrySetResult();
         }
         else
         {
-            _runner.Loop.Rearm(_pipeToken);
+            _runner.Loop.Rearm(token);
         }
     }
 
-    private void OnMainExited() => _ = EndAsync();
+    private void OnMainExited(ulong token) => _ = EndAsync(token);
 
-    private async Task EndAsync()
+    private async Task EndAsync(ulong pidfdToken)
     {
         int? exitCode = null;
         int? signal = null;
@@ -162,11 +169,12 @@ public sealed class Job
             if (r == 0 && kind == 0)
             {
                 // Spurious readiness (should not happen for a pidfd): wait again.
-                _runner.Loop.Rearm(_pidfdToken);
+                _runner.Loop.Rearm(pidfdToken);
                 return;
             }
 
             endedAt = DateTimeOffset.UtcNow;
+            _mainExited = true;
             if (r == 0 && kind == 1)
             {
                 exitCode = code;
@@ -176,7 +184,7 @@ public sealed class Job
                 signal = code;
             }
 
-            _runner.Loop.Remove(_pidfdToken);
+            _runner.Loop.Remove(pidfdToken);
             _pidfd.Dispose();
 
             // The job ends with its main process: nothing it left behind may keep running.

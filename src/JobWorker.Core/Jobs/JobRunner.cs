@@ -25,6 +25,7 @@ public sealed class JobRunner : IAsyncDisposable
     private readonly ProcessSpawner _spawner;
     private readonly SafeFileHandle _devNull;
     private int _disposed;
+    private volatile AccountCache? _account;
 
     private JobRunner(JobRunnerOptions options, CgroupTree tree)
     {
@@ -123,7 +124,7 @@ public sealed class JobRunner : IAsyncDisposable
             throw new JobStartException(JobStartFailure.IsolationFailed, $"Namespace isolation ({isolation}) is not supported by this version of JobWorker.Core; start the job with JobIsolation.None.");
         }
 
-        var account = UserAccount.Resolve(Options.User, Options.Group);
+        var account = ResolveAccount();
         var environment = BuildEnvironment(spec, account);
         var path = environment.FirstOrDefault(e => e.StartsWith("PATH=", StringComparison.Ordinal))?[5..];
         var candidates = ExecutableSearch.Candidates(spec.Command, path);
@@ -206,6 +207,25 @@ public sealed class JobRunner : IAsyncDisposable
             cgroup.TryRemove();
             throw;
         }
+    }
+
+    /// <summary>
+    /// The job account, re-read only when /etc/passwd or /etc/group changed (parsing them costs ~50 µs per start;
+    /// two stats cost ~2 µs), so an account added or removed later is still seen.
+    /// </summary>
+    private UserAccount ResolveAccount()
+    {
+        var passwd = File.GetLastWriteTimeUtc("/etc/passwd");
+        var group = File.GetLastWriteTimeUtc("/etc/group");
+        var cached = _account;
+        if (cached is not null && cached.Passwd == passwd && cached.Group == group)
+        {
+            return cached.Account;
+        }
+
+        var account = UserAccount.Resolve(Options.User, Options.Group);
+        _account = new AccountCache(account, passwd, group);
+        return account;
     }
 
     private static SafeFileHandle OpenCgroup(JobCgroup cgroup)
@@ -310,4 +330,6 @@ public sealed class JobRunner : IAsyncDisposable
         _devNull.Dispose();
         _tree.Remove();
     }
+
+    private sealed record AccountCache(UserAccount Account, DateTime Passwd, DateTime Group);
 }

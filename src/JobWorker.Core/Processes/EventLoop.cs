@@ -37,12 +37,16 @@ internal sealed class EventLoop : IDisposable
         _thread.Start();
     }
 
-    /// <summary>Watches <paramref name="fd"/> for readability; <paramref name="onReady"/> runs on the thread pool.</summary>
-    public ulong Add(SafeHandle fd, Action onReady)
+    /// <summary>
+    /// Watches <paramref name="fd"/> for readability; <paramref name="onReady"/> runs on the thread pool and gets the
+    /// registration's token (for <see cref="Rearm"/>/<see cref="Remove"/>). It can run before Add returns, so
+    /// handlers must use that argument, never a field assigned from Add's result.
+    /// </summary>
+    public ulong Add(SafeHandle fd, Action<ulong> onReady)
     {
         ObjectDisposedException.ThrowIf(_disposed, this);
         var token = (ulong)Interlocked.Increment(ref _nextToken);
-        _registrations[token] = new Registration(fd, onReady);
+        _registrations[token] = new Registration(token, fd, onReady);
         var ev = new Interop.Epoll.EpollEvent { Events = Interop.Epoll.EPOLLIN | Interop.Epoll.EPOLLONESHOT, Data = token };
         if (Interop.Epoll.Control(_epoll, Interop.Epoll.EPOLL_CTL_ADD, fd, ref ev) < 0)
         {
@@ -115,7 +119,7 @@ internal sealed class EventLoop : IDisposable
     {
         try
         {
-            registration.OnReady();
+            registration.OnReady(registration.Token);
         }
         catch (Exception ex)
         {
@@ -143,5 +147,5 @@ internal sealed class EventLoop : IDisposable
         _wake.Dispose();
     }
 
-    private sealed record Registration(SafeHandle Fd, Action OnReady);
+    private sealed record Registration(ulong Token, SafeHandle Fd, Action<ulong> OnReady);
 }

@@ -3,6 +3,8 @@ using JobWorker.Core.Tests.Infrastructure;
 
 namespace JobWorker.Core.Tests.Processes;
 
+// Serial: a spawn running concurrently in another test leaves the process non-dumpable for a few microseconds.
+[Collection("ResourceCounting")]
 public sealed partial class DumpableTests
 {
     private const int PR_GET_DUMPABLE = 3;

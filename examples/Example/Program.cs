@@ -1,0 +1,91 @@
+// example CMD [ARGS...]: runs one job with JobWorker.Core, writes its output to stdout as it comes, and on
+// Ctrl+C or SIGTERM stops the job gracefully (SIGTERM, then SIGKILL after the grace period) and disposes the
+// runner, which removes the job's cgroup, before exiting. Try:
+//   ./example bash -c 'while true; do echo hello; sleep 2; done'
+//   ./example bash -c 'while true; do echo hello; sleep 2; done' &  kill -TERM $!
+using System.Runtime.InteropServices;
+using JobWorker.Core.Jobs;
+using JobWorker.Core.Output;
+
+if (args.Length == 0 || args[0] is "-h" or "--help")
+{
+    Console.Error.WriteLine("usage: example CMD [ARGS...]   (runs CMD as a job; Ctrl+C or SIGTERM stops it)");
+    return args.Length == 0 ? 2 : 0;
+}
+
+// Logs go to a private directory, never /tmp (design.md "Output").
+var state = Environment.GetEnvironmentVariable("XDG_STATE_HOME") is { Length: > 0 } xdg
+    ? xdg
+    : Path.Combine(Environment.GetFolderPath(Environment.SpecialFolder.UserProfile), ".local", "state");
+var logDirectory = Path.Combine(state, "jobworker-example", "logs");
+Directory.CreateDirectory(logDirectory, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute);
+
+using var stopRequested = new CancellationTokenSource();
+var signalName = "";
+void OnSignal(PosixSignalContext context)
+{
+    // Keep running: the job is stopped below, then we exit with 128+signal ourselves.
+    context.Cancel = true;
+    signalName = context.Signal == PosixSignal.SIGINT ? "SIGINT" : "SIGTERM";
+    stopRequested.Cancel();
+}
+
+using var sigint = PosixSignalRegistration.Create(PosixSignal.SIGINT, OnSignal);
+using var sigterm = PosixSignalRegistration.Create(PosixSignal.SIGTERM, OnSignal);
+
+// Our own cgroup subtree (<cgroup2 mount>/jobworker-example-<pid>), so a server using the default
+// <mount>/jobworker on this machine is never touched. Disposing the runner removes it.
+var cgroupMount = File.ReadLines("/proc/self/mountinfo")
+    .Select(line => (Fields: line.Split(' '), Type: line[(line.IndexOf(" - ", StringComparison.Ordinal) + 3)..].Split(' ')[0]))
+    .Where(m => m.Type == "cgroup2")
+    .Select(m => m.Fields[4])
+    .FirstOrDefault();
+if (cgroupMount is null)
+{
+    Console.Error.WriteLine("example: no cgroup2 file system is mounted (see /proc/self/mountinfo)");
+    return 1;
+}
+
+await using var runner = JobRunner.Create(new JobRunnerOptions
+{
+    LogDirectory = logDirectory,
+    CgroupRoot = Path.Combine(cgroupMount, $"jobworker-example-{Environment.ProcessId}"),
+});
+Job job;
+try
+{
+    job = runner.Start(new JobSpec(args[0], args[1..]));
+}
+catch (JobWorker.Core.Jobs.JobWorkerException ex)
+{
+    Console.Error.WriteLine($"example: cannot start {args[0]}: {ex.Message}");
+    return 1;
+}
+
+Console.Error.WriteLine($"example: job {job.Id} started (pid {job.Status.Pid}); Ctrl+C or SIGTERM stops it");
+
+using var stdout = Console.OpenStandardOutput();
+try
+{
+    await foreach (var chunk in job.ReadOutputAsync(new OutputReadOptions { Follow = true }, stopRequested.Token))
+    {
+        stdout.Write(chunk.Data.Span);
+    }
+}
+catch (OperationCanceledException) when (stopRequested.IsCancellationRequested)
+{
+    Console.Error.WriteLine($"example: {signalName}: stopping job {job.Id} (grace 5s)");
+    await job.StopAsync(TimeSpan.FromSeconds(5));
+}
+
+var final = await job.Completion;
+Console.Error.WriteLine($"example: job {job.Id} {final.State}" +
+    (final.ExitCode is { } code ? $", exit code {code}" : "") +
+    (final.Signal is { } signal ? $", signal {signal}" : "") +
+    $", {final.LogBytes} bytes of output");
+
+// Remove the job's log; disposing the runner (await using) then removes its cgroup.
+runner.Remove(job);
+return stopRequested.IsCancellationRequested
+    ? 128 + (signalName == "SIGINT" ? 2 : 15)
+    : final.ExitCode ?? 128 + (final.Signal ?? 0);

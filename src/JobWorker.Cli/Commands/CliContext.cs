@@ -1,0 +1,24 @@
+namespace JobWorker.Cli.Commands;
+
+/// <summary>What every verb shares: the connection options, the signal state and the error writer.</summary>
+internal sealed class CliContext
+{
+    public GlobalOptions Globals { get; } = new();
+
+    /// <summary>130/143 once SIGINT/SIGTERM arrived; set by the entry point.</summary>
+    public Func<int?> SignalExitCodeProvider { get; init; } = () => null;
+
+    public int? SignalExitCode => SignalExitCodeProvider();
+
+    public TextWriter Error { get; init; } = Console.Error;
+
+    public void ReportError(string verb, string message, Exception? exception = null)
+    {
+        // Always one line: what failed and what to do (details only with WORKER_DEBUG=1).
+        Error.WriteLine($"worker {verb}: {message.ReplaceLineEndings(" ")}");
+        if (exception is not null && Environment.GetEnvironmentVariable("WORKER_DEBUG") is "1" or "true")
+        {
+            Error.WriteLine(exception.ToString());
+        }
+    }
+}

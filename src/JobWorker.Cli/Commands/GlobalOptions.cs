@@ -1,0 +1,52 @@
+using System.CommandLine;
+using JobWorker.Cli.Connection;
+
+namespace JobWorker.Cli.Commands;
+
+/// <summary>Connection options, accepted by every verb (flag, else environment variable, else config file).</summary>
+internal sealed class GlobalOptions
+{
+    public Option<string?> Server { get; } = new("--server")
+    {
+        Description = $"Server address [env: WORKER_SERVER] [default: {ConnectionSettings.DefaultServer}]",
+        HelpName = "URL",
+        Recursive = true,
+    };
+
+    public Option<string?> Cert { get; } = new("--cert")
+    {
+        Description = "Client certificate (PEM) [env: WORKER_CERT]",
+        HelpName = "FILE",
+        Recursive = true,
+    };
+
+    public Option<string?> Key { get; } = new("--key")
+    {
+        Description = "Client private key (PEM) [env: WORKER_KEY]",
+        HelpName = "FILE",
+        Recursive = true,
+    };
+
+    public Option<string?> Ca { get; } = new("--ca")
+    {
+        Description = "The service's CA certificate (PEM); the only root the client trusts [env: WORKER_CA]",
+        HelpName = "FILE",
+        Recursive = true,
+    };
+
+    public Option<string?> Config { get; } = new("--config")
+    {
+        Description = "Client config file [env: WORKER_CONFIG] [default: ~/.config/jobworker/client.json]",
+        HelpName = "FILE",
+        Recursive = true,
+    };
+
+    public IEnumerable<Option> All => [Server, Cert, Key, Ca, Config];
+
+    public ConnectionSettings Resolve(ParseResult parseResult) => ConnectionSettings.Resolve(
+        parseResult.GetValue(Server),
+        parseResult.GetValue(Cert),
+        parseResult.GetValue(Key),
+        parseResult.GetValue(Ca),
+        parseResult.GetValue(Config));
+}

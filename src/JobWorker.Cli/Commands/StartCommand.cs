@@ -1,0 +1,32 @@
+using System.CommandLine;
+using System.Text.Json;
+using JobWorker.Cli.Formatting;
+
+namespace JobWorker.Cli.Commands;
+
+/// <summary><c>worker start [limits] [--] CMD [ARGS…]</c>: prints only the job id, so <c>id=$(worker start …)</c> works.</summary>
+internal sealed class StartCommand : VerbCommand
+{
+    private readonly JobSpecOptions _spec = new();
+    private readonly Option<bool> _json = new("--json") { Description = "Print the new job's status as JSON instead of its id" };
+
+    public StartCommand(CliContext context)
+        : base("start", "Start a job and print its id", context)
+    {
+        _spec.AddTo(this);
+        Options.Add(_json);
+    }
+
+    public JobSpecOptions Spec => _spec;
+
+    protected override async Task<int> ExecuteAsync(ParseResult parseResult, CancellationToken cancellationToken)
+    {
+        var request = _spec.ToRequest(parseResult);
+        using var connection = Connect(parseResult);
+        var response = await connection.Client.StartJobAsync(request, cancellationToken: cancellationToken);
+        WriteStdout(parseResult.GetValue(_json)
+            ? JsonSerializer.Serialize(JobViewMapper.ToView(response.Job), CliJsonContext.Default.JobView) + "\n"
+            : response.Job.JobId + "\n");
+        return 0;
+    }
+}

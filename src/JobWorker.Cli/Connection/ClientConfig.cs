@@ -1,0 +1,16 @@
+namespace JobWorker.Cli.Connection;
+
+/// <summary>
+/// The client config file (<c>~/.config/jobworker/client.json</c> or <c>$WORKER_CONFIG</c>), written by
+/// <c>worker certs init</c>. Relative paths are relative to the file's directory.
+/// </summary>
+internal sealed class ClientConfig
+{
+    public string? Server { get; set; }
+
+    public string? Cert { get; set; }
+
+    public string? Key { get; set; }
+
+    public string? Ca { get; set; }
+}

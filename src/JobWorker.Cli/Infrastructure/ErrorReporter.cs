@@ -1,0 +1,112 @@
+using System.Net.Sockets;
+using System.Security.Authentication;
+using Grpc.Core;
+using JobWorker.Cli.Connection;
+
+namespace JobWorker.Cli.Infrastructure;
+
+/// <summary>
+/// Turns a failure into one line for stderr that says what failed and what to do. Stack traces are
+/// never shown; WORKER_DEBUG=1 prints the full exception after the line for bug reports.
+/// </summary>
+internal static class ErrorReporter
+{
+    public static string Describe(Exception exception, ConnectionSettings? settings)
+    {
+        var server = settings?.Server.ToString().TrimEnd('/') ?? "the server";
+        return exception switch
+        {
+            CliException cli => cli.Message,
+            RpcException rpc => DescribeRpc(rpc, server, settings),
+            _ => $"unexpected error: {exception.Message}",
+        };
+    }
+
+    private static string DescribeRpc(RpcException rpc, string server, ConnectionSettings? settings)
+    {
+        var detail = rpc.Status.Detail.TrimEnd('.');
+        switch (rpc.StatusCode)
+        {
+            case StatusCode.Unavailable:
+            case StatusCode.Internal when rpc.Status.DebugException is not null:
+            case StatusCode.Unknown when rpc.Status.DebugException is not null:
+                return DescribeTransport(rpc, server, settings);
+            case StatusCode.NotFound:
+                return detail;
+            case StatusCode.InvalidArgument:
+                return $"the server rejected the request: {detail}";
+            case StatusCode.FailedPrecondition:
+                return detail;
+            case StatusCode.PermissionDenied:
+                return $"permission denied: {detail}";
+            case StatusCode.Unauthenticated:
+                return $"the server did not accept the client certificate {settings?.CertPath}: {detail}. Use a certificate issued by the server's CA (worker certs init)";
+            case StatusCode.ResourceExhausted:
+                return $"the server is out of resources: {detail}. Try again later, or stop or remove some jobs";
+            case StatusCode.DeadlineExceeded:
+                return $"the server at {server} did not answer in time";
+            case StatusCode.Unimplemented:
+                return $"the server at {server} does not implement this call ({detail}): is it a JobWorker server of the same version?";
+            default:
+                return $"the server failed ({rpc.StatusCode}): {detail}";
+        }
+    }
+
+    private static string DescribeTransport(RpcException rpc, string server, ConnectionSettings? settings)
+    {
+        var chain = Chain(rpc.Status.DebugException).ToList();
+        var socket = chain.OfType<SocketException>().FirstOrDefault();
+        if (socket is not null)
+        {
+            return socket.SocketErrorCode switch
+            {
+                SocketError.ConnectionRefused => $"cannot connect to {server}: connection refused. Is the server running? (set the address with --server or WORKER_SERVER)",
+                SocketError.HostNotFound or SocketError.NoData or SocketError.TryAgain => $"cannot connect to {server}: unknown host. Check --server / WORKER_SERVER",
+                SocketError.TimedOut => $"cannot connect to {server}: timed out. Is the address right and the server running?",
+                SocketError.NetworkUnreachable or SocketError.HostUnreachable => $"cannot connect to {server}: network unreachable",
+                SocketError.ConnectionReset => $"the connection to {server} was reset: the server may have refused the client certificate {settings?.CertPath}, or stopped",
+                _ => $"cannot connect to {server}: {socket.Message}",
+            };
+        }
+
+        var auth = chain.OfType<AuthenticationException>().FirstOrDefault();
+        if (auth is not null)
+        {
+            var message = auth.Message;
+            if (message.Contains("RemoteCertificateNameMismatch", StringComparison.Ordinal))
+            {
+                return $"TLS with {server} failed: the server's certificate does not name host '{settings?.Server.Host}'. Connect by a name the certificate carries, or reissue it";
+            }
+
+            if (message.Contains("RemoteCertificateChainErrors", StringComparison.Ordinal) || message.Contains("chain", StringComparison.OrdinalIgnoreCase))
+            {
+                return $"TLS with {server} failed: the server's certificate is not signed by the CA in {settings?.CaPath}. Check --ca / WORKER_CA";
+            }
+
+            return $"TLS with {server} failed: {Innermost(auth)}. Check the client certificate {settings?.CertPath} and the CA {settings?.CaPath}";
+        }
+
+        if (chain.OfType<TimeoutException>().Any() || chain.OfType<TaskCanceledException>().Any())
+        {
+            return $"cannot connect to {server}: timed out. Is the address right and the server running?";
+        }
+
+        if (chain.OfType<IOException>().Any() || chain.OfType<HttpRequestException>().Any())
+        {
+            return $"the server at {server} closed the connection: it refused the client certificate {settings?.CertPath} (not issued by its CA, expired, or revoked), or it stopped. ({Innermost(chain[^1])})";
+        }
+
+        return $"cannot talk to {server}: {rpc.Status.Detail}";
+    }
+
+    private static IEnumerable<Exception> Chain(Exception? exception)
+    {
+        for (var e = exception; e is not null; e = e.InnerException)
+        {
+            yield return e;
+        }
+    }
+
+    // First line only: some messages ("Cannot access a disposed object.\nObject name: …") span lines.
+    private static string Innermost(Exception exception) => Chain(exception).Last().Message.Split('\n')[0].Trim().TrimEnd('.');
+}
