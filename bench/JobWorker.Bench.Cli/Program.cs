@@ -106,12 +106,14 @@ try
     }
 
     var samples = candidates.Select(_ => new List<double>(iterations)).ToArray();
+    var cpu = candidates.Select(_ => new List<double>(iterations)).ToArray();
     for (var i = 0; i < iterations; i++)
     {
         for (var c = 0; c < candidates.Length; c++)
         {
             var result = ProcessTimer.Run(candidates[c].Path, candidates[c].Args, env).EnsureSuccess(candidates[c].Name);
             samples[c].Add(result.Elapsed.TotalMilliseconds);
+            cpu[c].Add(result.Cpu.TotalMilliseconds);
         }
     }
 
@@ -121,13 +123,15 @@ try
     var aotMedian = Median(samples[2]);
     Console.WriteLine($"`worker status` process wall time, {iterations} interleaved runs each, {Environment.ProcessorCount} cores, {DateTime.UtcNow:yyyy-MM-dd HH:mm} UTC");
     Console.WriteLine();
-    Console.WriteLine("| process | median ms | p90 ms | min ms | ratio to AOT status |");
-    Console.WriteLine("|---|---:|---:|---:|---:|");
+    Console.WriteLine($"load average at the end: {File.ReadAllText("/proc/loadavg").Trim()}");
+    Console.WriteLine();
+    Console.WriteLine("| process | wall median ms | wall p90 ms | wall min ms | CPU (user+sys) median ms | wall ratio to AOT status |");
+    Console.WriteLine("|---|---:|---:|---:|---:|---:|");
     for (var c = 0; c < candidates.Length; c++)
     {
         var sorted = samples[c].Order().ToArray();
         Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
-            $"| {candidates[c].Name} | {Median(sorted):0.0} | {sorted[(int)(0.9 * (sorted.Length - 1))]:0.0} | {sorted[0]:0.0} | {Median(sorted) / aotMedian:0.00}× |"));
+            $"| {candidates[c].Name} | {Median(sorted):0.0} | {sorted[(int)(0.9 * (sorted.Length - 1))]:0.0} | {sorted[0]:0.0} | {Median(cpu[c]):0.0} | {Median(sorted) / aotMedian:0.00}× |"));
     }
 
     Console.WriteLine();
