@@ -40,17 +40,15 @@ internal static class LatencyBenchmark
     private static async Task RunOneAsync(BenchOptions options, int followerCount, bool report)
     {
         var directory = Directory.CreateTempSubdirectory("jobworker-bench-latency-");
-        using var loop = new EventLoop();
+        var loopError = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        using var loop = new EventLoop(loopError.SetException);
         using var log = OutputLog.Create(directory.FullName, Guid.NewGuid(), 1L << 30);
         var (readEnd, writeEnd) = Interop.Io.CreatePipe(Interop.Io.O_NONBLOCK);
         try
         {
             _ = Interop.Io.Fcntl(writeEnd, Interop.Io.F_SETPIPE_SZ, PipeSize);
             var drained = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
-            ulong token = 0;
-
-            // Registered before the first write, so the handler always sees the token.
-            token = loop.Add(readEnd, () =>
+            loop.Add(readEnd, token =>
             {
                 if (log.DrainFrom(readEnd))
                 {
@@ -98,7 +96,7 @@ internal static class LatencyBenchmark
             writer.Join();
             long rssAfter = ProcessProbe.RssBytes();
             writeEnd.Dispose();
-            await drained.Task;
+            await Task.WhenAny(drained.Task, loopError.Task).Unwrap();
             await Task.WhenAll(tasks);
             int fdsAfter = ProcessProbe.OpenFds();
 
