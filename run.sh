@@ -70,8 +70,52 @@ cmd_test() {
     [ $((hf + gf)) -eq 0 ]
 }
 
+# The demo leaves the server running in the background (pid and log in $state), like a service would be.
 cmd_demo() {
-    die "demo: not yet available"
+    ensure_build_tools
+    local state="$repo/artifacts/demo" conf="${XDG_CONFIG_HOME:-$HOME/.config}/jobworker"
+    local bin="bin/Release/net10.0/linux-x64"
+    local server="$repo/src/JobWorker.Server/$bin/JobWorker.Server" worker="$repo/src/JobWorker.Cli/$bin/worker"
+    mkdir -p "$state"
+    if [ -f "$state/server.pid" ] && kill -0 "$(cat "$state/server.pid")" 2>/dev/null; then
+        echo "== stopping the previous demo server (pid $(cat "$state/server.pid"))"
+        kill -TERM "$(cat "$state/server.pid")"
+        while kill -0 "$(cat "$state/server.pid")" 2>/dev/null; do sleep 0.2; done
+    fi
+
+    echo "== build server and CLI (Release)"
+    dotnet build src/JobWorker.Server -c Release -nologo -v q -clp:ErrorsOnly
+    dotnet build src/JobWorker.Cli -c Release -nologo -v q -clp:ErrorsOnly
+
+    if [ ! -f "$conf/client.json" ]; then
+        echo "== create a development PKI in $conf/pki (client configs: $conf/client.json, $conf/admin.json)"
+        "$worker" certs init
+    fi
+
+    echo "== start the server on 127.0.0.1:50051 (log: $state/server.log)"
+    setsid "$server" --ca "$conf/pki/ca.crt" --cert "$conf/pki/server.crt" --key "$conf/pki/server.key" \
+        </dev/null >"$state/server.log" 2>&1 &
+    echo $! > "$state/server.pid"
+    local i
+    for i in $(seq 1 100); do
+        "$worker" list >/dev/null 2>&1 && break
+        kill -0 "$(cat "$state/server.pid")" 2>/dev/null || { cat "$state/server.log" >&2; die "the server exited"; }
+        sleep 0.1
+    done
+
+    echo "== worker run -- bash -c 'echo hello from job \$\$ as \$(id -un); ...'"
+    "$worker" run -- bash -c 'echo "hello from job $$ as $(id -un)"; for i in 1 2 3; do echo "tick $i"; sleep 0.3; done' || true
+    echo "== worker list"
+    "$worker" list
+    cat <<MSG
+
+The server keeps running (pid $(cat "$state/server.pid")). Try:
+  alias worker=$worker
+  id=\$(worker start -- bash -c 'while true; do date; sleep 1; done')
+  worker logs -f \$id        # Ctrl+C to detach
+  worker status \$id; worker stop \$id; worker rm \$id
+Stop the server with: kill \$(cat $state/server.pid)
+MSG
 }
 
 case "${1:-}" in

@@ -71,7 +71,12 @@ struct jw_kernel_sigaction {
 struct jw_child {
     struct jw_spawn_args *args;
     int join_cgroup; /* fallback: write cgroup.procs from the child */
+    int status_fd;   /* isolation: the init's status pipe (becomes fd 3), or -1 */
+    int error_fd;    /* isolation: write end of the init's error pipe (becomes fd 4), or -1 */
 };
+
+/* Namespaces jw_spawn creates, always together with jobworker-init (JW_SPAWN_INIT). */
+#define JW_NAMESPACES (CLONE_NEWPID | CLONE_NEWNS | CLONE_NEWNET)
 
 static __attribute__((noreturn)) void child_fail(struct jw_spawn_args *a, int step, int err)
 {
@@ -80,6 +85,16 @@ static __attribute__((noreturn)) void child_fail(struct jw_spawn_args *a, int st
     __atomic_store_n(&a->failed_step, step, __ATOMIC_RELEASE);
     syscall(SYS_exit, 127);
     __builtin_unreachable();
+}
+
+static void close_pipe(int fds[2])
+{
+    for (int i = 0; i < 2; i++) {
+        if (fds[i] >= 0) {
+            close(fds[i]);
+            fds[i] = -1;
+        }
+    }
 }
 
 static int move_fd(int from, int to)
@@ -125,6 +140,22 @@ static int child_main(void *p)
         child_fail(a, JW_STEP_STDIO, errno);
     }
 
+    int first_closed_fd = 3;
+    if (a->flags & JW_SPAWN_INIT) {
+        /* jobworker-init finds its status pipe on fd 3 and its error pipe on fd 4. Move both above 9 first so
+         * neither dup2 can overwrite the other's source. */
+        int status = c->status_fd >= 0 ? fcntl(c->status_fd, F_DUPFD, 10) : -1;
+        int error = fcntl(c->error_fd, F_DUPFD, 10);
+        if ((c->status_fd >= 0 && status < 0) || error < 0 || dup2(error, 4) < 0) {
+            child_fail(a, JW_STEP_STDIO, errno);
+        }
+        if (status >= 0 ? dup2(status, 3) < 0 : dup2(a->stdin_fd >= 0 ? 0 : 4, 3) < 0) {
+            /* Without a status pipe fd 3 is a harmless copy of stdin (/dev/null), so fd 4 stays fd 4. */
+            child_fail(a, JW_STEP_STDIO, errno);
+        }
+        first_closed_fd = 5;
+    }
+
     if (a->flags & JW_SPAWN_SET_CREDENTIALS) {
         /* Raw syscalls: glibc's wrappers broadcast the change to every thread of the process (SIGSETXID),
          * and with CLONE_VM those would be the server's threads. */
@@ -153,11 +184,11 @@ static int child_main(void *p)
         child_fail(a, JW_STEP_CHDIR, errno);
     }
 
-    if (syscall(SYS_close_range, 3, ~0U, 0) < 0) {
+    if (syscall(SYS_close_range, first_closed_fd, ~0U, 0) < 0) {
         if (errno != ENOSYS) {
             child_fail(a, JW_STEP_CLOSE_FDS, errno);
         }
-        for (int fd = 3; fd < 65536; fd++) {
+        for (int fd = first_closed_fd; fd < 65536; fd++) {
             close(fd);
         }
     }
@@ -220,7 +251,7 @@ static long clone3_with_fn(struct jw_clone_args *ca, int (*fn)(void *), void *ar
 
 int jw_spawn(struct jw_spawn_args *a)
 {
-    if (a == NULL || a->size < sizeof(struct jw_spawn_args) || a->exec_paths == NULL || a->argv == NULL ||
+    if (a == NULL || a->size < offsetof(struct jw_spawn_args, status_fd) || a->exec_paths == NULL || a->argv == NULL ||
         a->envp == NULL) {
         if (a != NULL) {
             a->failed_step = JW_STEP_ARGS;
@@ -234,10 +265,21 @@ int jw_spawn(struct jw_spawn_args *a)
     a->error = 0;
     a->used_clone3 = 0;
 
-    if (a->namespace_flags != 0) {
-        /* Reserved for the isolation work: refuse rather than ignore. */
+    int status_fd = a->size >= offsetof(struct jw_spawn_args, reserved) ? a->status_fd : -1;
+    if ((a->namespace_flags & ~(uint64_t)JW_NAMESPACES) != 0 ||
+        (a->namespace_flags != 0 && !(a->flags & JW_SPAWN_INIT))) {
+        /* A PID namespace without an init would make the job PID 1 (deaf to SIGTERM); refuse, never ignore. */
         a->failed_step = JW_STEP_NAMESPACES;
-        a->error = EOPNOTSUPP;
+        a->error = EINVAL;
+        return -1;
+    }
+
+    /* Isolation: jobworker-init reports a failed setup step (or the target's failed exec) as 8 bytes on this
+     * pipe; EOF without data means the target has exec'd. */
+    int error_pipe[2] = { -1, -1 };
+    if ((a->flags & JW_SPAWN_INIT) && pipe2(error_pipe, O_CLOEXEC) < 0) {
+        a->failed_step = JW_STEP_CLONE;
+        a->error = errno;
         return -1;
     }
 
@@ -245,6 +287,7 @@ int jw_spawn(struct jw_spawn_args *a)
     if (stack == MAP_FAILED) {
         a->failed_step = JW_STEP_CLONE;
         a->error = errno;
+        close_pipe(error_pipe);
         return -1;
     }
 
@@ -259,7 +302,7 @@ int jw_spawn(struct jw_spawn_args *a)
     uint64_t old = 0;
     syscall(SYS_rt_sigprocmask, SIG_SETMASK, &all, &old, 8);
 
-    struct jw_child child = { .args = a, .join_cgroup = 0 };
+    struct jw_child child = { .args = a, .join_cgroup = 0, .status_fd = status_fd, .error_fd = error_pipe[1] };
     int pidfd = -1;
     long pid = -1;
     int clone_errno = 0;
@@ -269,7 +312,7 @@ int jw_spawn(struct jw_spawn_args *a)
     if (!(a->flags & JW_SPAWN_NO_CLONE3)) {
         struct jw_clone_args ca;
         memset(&ca, 0, sizeof ca);
-        ca.flags = CLONE_VM | CLONE_VFORK | CLONE_PIDFD;
+        ca.flags = CLONE_VM | CLONE_VFORK | CLONE_PIDFD | a->namespace_flags;
         if (a->cgroup_fd >= 0) {
             ca.flags |= CLONE_INTO_CGROUP;
             ca.cgroup = (uint64_t)a->cgroup_fd;
@@ -292,8 +335,8 @@ int jw_spawn(struct jw_spawn_args *a)
     if (!tried_clone3 || clone_errno == ENOSYS || clone_errno == EPERM || clone_errno == E2BIG) {
         child.join_cgroup = 1;
         clone_errno = 0;
-        int r = clone(child_main, (char *)stack + JW_STACK_SIZE, CLONE_VM | CLONE_VFORK | CLONE_PIDFD | SIGCHLD,
-                      &child, &pidfd);
+        int r = clone(child_main, (char *)stack + JW_STACK_SIZE,
+                      CLONE_VM | CLONE_VFORK | CLONE_PIDFD | (int)a->namespace_flags | SIGCHLD, &child, &pidfd);
         if (r < 0) {
             clone_errno = errno;
             pid = -1;
@@ -310,10 +353,37 @@ int jw_spawn(struct jw_spawn_args *a)
     munmap(stack, JW_STACK_SIZE);
 
     if (pid < 0) {
+        close_pipe(error_pipe);
+        int namespace_error = a->namespace_flags != 0 && (saved == EPERM || saved == ENOSPC || saved == EUSERS || saved == EINVAL);
         int cgroup_error = a->cgroup_fd >= 0 && saved != EAGAIN && saved != ENOMEM && saved != EINVAL;
-        a->failed_step = cgroup_error ? JW_STEP_CGROUP : JW_STEP_CLONE;
+        a->failed_step = namespace_error ? JW_STEP_NAMESPACES : cgroup_error ? JW_STEP_CGROUP : JW_STEP_CLONE;
         a->error = saved;
         return -1;
+    }
+
+    if (error_pipe[0] >= 0) {
+        /* Only the init (and, until its exec, the target) may hold the write end, or EOF never comes. */
+        close(error_pipe[1]);
+        error_pipe[1] = -1;
+        if (__atomic_load_n(&a->failed_step, __ATOMIC_ACQUIRE) == JW_STEP_NONE) {
+            int32_t report[2];
+            size_t got = 0;
+            while (got < sizeof report) {
+                ssize_t n = read(error_pipe[0], (char *)report + got, sizeof report - got);
+                if (n < 0 && errno == EINTR) {
+                    continue;
+                }
+                if (n <= 0) {
+                    break;
+                }
+                got += (size_t)n;
+            }
+            if (got == sizeof report) {
+                a->error = report[1];
+                __atomic_store_n(&a->failed_step, report[0], __ATOMIC_RELEASE);
+            }
+        }
+        close(error_pipe[0]);
     }
 
     if (__atomic_load_n(&a->failed_step, __ATOMIC_ACQUIRE) != JW_STEP_NONE) {
@@ -328,6 +398,29 @@ int jw_spawn(struct jw_spawn_args *a)
     a->pid = (int32_t)pid;
     a->pidfd = pidfd;
     return 0;
+}
+
+int jw_init_status(int fd, int32_t *kind, int32_t *code)
+{
+    int status = 0;
+    ssize_t n;
+    do {
+        n = read(fd, &status, sizeof status);
+    } while (n < 0 && errno == EINTR);
+    if (n < 0) {
+        return errno == EAGAIN ? 0 : -errno;
+    }
+    if (n != sizeof status) {
+        return 0;
+    }
+    if (WIFEXITED(status)) {
+        *kind = 1;
+        *code = WEXITSTATUS(status);
+    } else {
+        *kind = 2;
+        *code = WTERMSIG(status);
+    }
+    return 1;
 }
 
 int jw_pidfd_wait(int pidfd, int nohang, int32_t *kind, int32_t *code)

@@ -9,6 +9,9 @@
 #define JW_SPAWN_SET_CREDENTIALS 0x1u /* setgroups(0), setgid(gid), setuid(uid) */
 #define JW_SPAWN_SETSID 0x2u          /* new session, so signals to the server's group never reach the job */
 #define JW_SPAWN_NO_CLONE3 0x4u       /* skip clone3 (tests and benchmarks of the fallback path) */
+#define JW_SPAWN_INIT 0x8u            /* exec_paths/argv start jobworker-init (isolation): the child keeps an
+                                       * error pipe on fd 4 (and status_fd on fd 3), and jw_spawn waits until the
+                                       * init has exec'd the target or reported the step that failed */
 
 /* Steps reported in jw_spawn_args.failed_step. */
 enum jw_step {
@@ -28,12 +31,15 @@ enum jw_step {
     JW_STEP_EXEC = 13,
     JW_STEP_ARGS = 14,
     JW_STEP_NAMESPACES = 15,
+    JW_STEP_MOUNT = 16,          /* jobworker-init: mount namespace setup */
+    JW_STEP_NETWORK = 17,        /* jobworker-init: loopback up in the network namespace */
+    JW_STEP_FORK = 18,           /* jobworker-init: fork of the target */
 };
 
 struct jw_spawn_args {
     uint32_t size;               /* sizeof(struct jw_spawn_args) as the caller knows it */
     uint32_t flags;              /* JW_SPAWN_* */
-    uint64_t namespace_flags;    /* CLONE_NEW* flags; reserved, must be 0 until isolation lands */
+    uint64_t namespace_flags;    /* CLONE_NEWPID|CLONE_NEWNS|CLONE_NEWNET only; needs JW_SPAWN_INIT */
     const char *const *exec_paths; /* candidate executables, tried in order (PATH lookup done by the caller) */
     const char *const *argv;
     const char *const *envp;
@@ -51,10 +57,17 @@ struct jw_spawn_args {
     int32_t failed_step;         /* enum jw_step */
     int32_t error;               /* errno of the failed step */
     int32_t used_clone3;         /* 1 if CLONE_INTO_CGROUP placed the child, 0 if the child joined itself */
+    /* in (appended for isolation; only read when size covers it) */
+    int32_t status_fd;           /* JW_SPAWN_INIT: write end of the init's status pipe, becomes fd 3; -1 none */
+    int32_t reserved;
 };
 
 /* Returns 0 after a successful execve (pid and pidfd set), -1 on failure (failed_step and error set). */
 int jw_spawn(struct jw_spawn_args *args);
+
+/* Reads the 4-byte wait status jobworker-init wrote to its status pipe before exiting (non-blocking fd).
+ * Returns 1 and sets kind/code like jw_pidfd_wait, 0 when nothing was written (the init was killed), or -errno. */
+int jw_init_status(int fd, int32_t *kind, int32_t *code);
 
 /* waitid(P_PIDFD, WEXITED): returns 0 and sets code (exit code or signal) and kind (1 exited, 2 signaled), or -errno. */
 int jw_pidfd_wait(int pidfd, int nohang, int32_t *kind, int32_t *code);

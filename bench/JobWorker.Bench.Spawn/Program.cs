@@ -14,6 +14,17 @@ using Microsoft.Win32.SafeHandles;
 // posix_spawn baseline sees the same machine state as the library.
 //
 //   dotnet run -c Release --project bench/JobWorker.Bench.Spawn -- [iterations] [warmup]
+//   dotnet run -c Release --project bench/JobWorker.Bench.Spawn -- concurrent [jobs]
+//   dotnet run -c Release --project bench/JobWorker.Bench.Spawn -- isolation [iterations] [warmup]
+//     (full jobs without isolation, with PID+mount namespaces, with PID+mount+network, network only)
+if (args.Length > 0 && args[0] == "concurrent")
+{
+    await Concurrent.RunAsync(args.Length > 1 ? int.Parse(args[1], CultureInfo.InvariantCulture) : 1000);
+    return;
+}
+
+var isolationMode = args.Length > 0 && args[0] == "isolation";
+args = isolationMode ? args[1..] : args;
 var iterations = args.Length > 0 ? int.Parse(args[0], CultureInfo.InvariantCulture) : 300;
 var warmup = args.Length > 1 ? int.Parse(args[1], CultureInfo.InvariantCulture) : 30;
 var target = Path.Combine(AppContext.BaseDirectory, "bench-target");
@@ -37,8 +48,25 @@ var mechanisms = new List<Mechanism>
     new("library: clone3 + cgroup + uid/gid + setsid", () => Library(cgroupFd, (nobody.Uid, nobody.Gid))),
     new("library: clone3 + cgroup + uid/gid, fallback path (no clone3)", () => Library(cgroupFd, (nobody.Uid, nobody.Gid), fallback: true)),
     new("Process.Start (stdout redirected)", ProcessStart),
-    new("JobRunner.Start (full job: cgroup, pipe, log, epoll)", RunnerJob),
+    new("JobRunner.Start (full job: cgroup, pipe, log, epoll)", () => RunnerJob(JobIsolation.None)),
 };
+if (isolationMode)
+{
+    mechanisms =
+    [
+        new("C posix_spawn (baseline)", () => Baseline.Run(target, env)),
+        new("JobRunner.Start, no isolation", () => RunnerJob(JobIsolation.None)),
+        new("JobRunner.Start, pid+mount (jobworker-init as PID 1)", () => RunnerJob(JobIsolation.Pid | JobIsolation.Mount)),
+        new("JobRunner.Start, pid+mount+net (all)", () => RunnerJob(JobIsolation.All)),
+        new("JobRunner.Start, mount only (init execs the target)", () => RunnerJob(JobIsolation.Mount)),
+        new("JobRunner.Start, pid only", () => RunnerJob(JobIsolation.Pid)),
+        new("library: clone3 + cgroup + init, no namespace", () => LibraryInit(0, "-")),
+        new("library: clone3 + cgroup + init + pid namespace", () => LibraryInit(0x20000000, "p")),
+        new("library: clone3 + cgroup + init that forks the target, no namespace", () => LibraryInit(0, "p")),
+        new("library: clone3 + cgroup + pid namespace, init execs the target (PID 1)", () => LibraryInit(0x20000000, "-")),
+        new("JobRunner.Start, net only", () => RunnerJob(JobIsolation.Network)),
+    ];
+}
 
 try
 {
@@ -63,7 +91,8 @@ try
         }
     }
 
-    var baseline = mechanisms[0];
+    // Isolation mode: ratios against the same full job without isolation, measured in the same run.
+    var baseline = mechanisms[isolationMode ? 1 : 0];
     var report = new StringBuilder();
     report.AppendLine(CultureInfo.InvariantCulture, $"{iterations} iterations per mechanism (after {warmup} warm-up rounds), interleaved; {Environment.ProcessorCount} CPUs; kernel {Environment.OSVersion.Version}");
     report.AppendLine();
@@ -122,6 +151,45 @@ static string Ms(double ns) => (ns / 1e6).ToString("0.000 ms", CultureInfo.Invar
     }
 }
 
+(long Main, long Exit) LibraryInit(ulong namespaces, string initFlags)
+{
+    var init = Path.Combine(AppContext.BaseDirectory, "jobworker-init");
+    var (read, write) = Pipes.Create();
+    var (statusRead, statusWrite) = Pipes.Create();
+    using (read)
+    using (statusRead)
+    {
+        var t0 = Baseline.Now();
+        SpawnResult result;
+        using (write)
+        using (statusWrite)
+        {
+            result = spawner.Spawn(new SpawnRequest
+            {
+                ExecPaths = [init],
+                Argv = ["jobworker-init", initFlags, nobody.Uid.ToString(CultureInfo.InvariantCulture), nobody.Gid.ToString(CultureInfo.InvariantCulture), "/", string.Empty, "1", target, target],
+                Environment = env,
+                Stdin = devNull,
+                Output = write,
+                Cgroup = cgroupFd,
+                UseInit = true,
+                NamespaceFlags = namespaces,
+                StatusPipe = statusWrite,
+            });
+        }
+
+        if (!result.Succeeded)
+        {
+            throw new InvalidOperationException($"spawn failed at {result.FailedStep}: {result.Errno}");
+        }
+
+        using var pidfd = result.Pidfd!;
+        _ = Interop.Spawn.PidfdWait(pidfd, 0, out _, out _);
+        var t1 = Baseline.Now();
+        return (Pipes.ReadTimestamp(read) - t0, t1 - t0);
+    }
+}
+
 (long Main, long Exit) ProcessStart()
 {
     var t0 = Baseline.Now();
@@ -132,10 +200,10 @@ static string Ms(double ns) => (ns / 1e6).ToString("0.000 ms", CultureInfo.Invar
     return (long.Parse(line!, CultureInfo.InvariantCulture) - t0, t1 - t0);
 }
 
-(long Main, long Exit) RunnerJob()
+(long Main, long Exit) RunnerJob(JobIsolation isolation)
 {
     var t0 = Baseline.Now();
-    var job = runner.Start(new JobSpec(target));
+    var job = runner.Start(new JobSpec(target) { Isolation = isolation });
     job.Completion.GetAwaiter().GetResult();
     var t1 = Baseline.Now();
     var main = long.Parse(File.ReadAllText(Path.Combine(logs, $"{job.Id:N}.log")), CultureInfo.InvariantCulture);

@@ -75,6 +75,8 @@ public static class ServerApp
         services.AddHostedService(sp => sp.GetRequiredService<JobRunnerHost>());
         services.AddSingleton(sp => new ClientCertificateValidator(
             ca, sp.GetRequiredService<ILogger<ClientCertificateValidator>>(), sp.GetRequiredService<ServerMetrics>()));
+        // Registered as a singleton, the interceptor is reused; otherwise grpc-dotnet builds one per call.
+        services.AddSingleton<ErrorInterceptor>();
         services.AddGrpc(grpc =>
         {
             grpc.Interceptors.Add<ErrorInterceptor>();

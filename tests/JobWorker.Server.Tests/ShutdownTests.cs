@@ -52,6 +52,36 @@ public sealed partial class ShutdownTests
     }
 
     [Fact(Timeout = 60_000)]
+    public async Task Stop_DuringGrace_HealthNotServingAndNewJobsUnavailable()
+    {
+        await using var server = await TestServer.StartAsync(cancellationToken: Token);
+        var alice = server.Client(TestServer.Alice);
+        var health = new Grpc.Health.V1.Health.HealthClient(server.Channel(server.ClientCertificate(TestServer.Alice)));
+        var job = await server.StartTestProcessAsync(TestServer.Alice, "ignore-sigterm", "echo", "ready", "sleep", "60");
+        using (var call = alice.StreamOutput(new StreamOutputRequest { JobId = job.JobId, Follow = true }, cancellationToken: Token))
+        {
+            Assert.True(await call.ResponseStream.MoveNext(Token));
+        }
+
+        // Warm the health client's connection before shutdown begins.
+        await health.CheckAsync(new Grpc.Health.V1.HealthCheckRequest(), cancellationToken: Token);
+
+        // The job ignores SIGTERM, so the server spends the 2 s grace stopping it: the window to observe.
+        var stopping = server.App.StopAsync(Token);
+        while (!server.Host.IsStopping)
+        {
+            await Task.Yield();
+        }
+
+        var status = await health.CheckAsync(new Grpc.Health.V1.HealthCheckRequest(), cancellationToken: Token);
+        var e = await Assert.ThrowsAsync<RpcException>(() => server.StartTestProcessAsync(TestServer.Alice, "exit", "0"));
+        await stopping;
+
+        Assert.Equal(Grpc.Health.V1.HealthCheckResponse.Types.ServingStatus.NotServing, status.Status);
+        Assert.Equal(StatusCode.Unavailable, e.StatusCode);
+    }
+
+    [Fact(Timeout = 60_000)]
     public async Task Binary_Sigterm_StopsJobsRemovesCgroupsExitsZero()
     {
         await using var env = await BinaryEnvironment.CreateAsync();

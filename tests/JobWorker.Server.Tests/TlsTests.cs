@@ -31,6 +31,21 @@ public sealed class TlsTests : IAsyncLifetime
     }
 
     [Fact(Timeout = 30_000)]
+    public async Task Reflection_ValidClient_ListsTheJobWorkerService()
+    {
+        var reflection = new Grpc.Reflection.V1Alpha.ServerReflection.ServerReflectionClient(_server.Channel(_server.ClientCertificate(TestServer.Alice)));
+        using var call = reflection.ServerReflectionInfo(cancellationToken: TestContext.Current.CancellationToken);
+
+        await call.RequestStream.WriteAsync(new Grpc.Reflection.V1Alpha.ServerReflectionRequest { ListServices = "" }, TestContext.Current.CancellationToken);
+        await call.RequestStream.CompleteAsync();
+        Assert.True(await call.ResponseStream.MoveNext(TestContext.Current.CancellationToken));
+
+        var services = call.ResponseStream.Current.ListServicesResponse.Service.Select(s => s.Name).ToList();
+        Assert.Contains("jobworker.v1.JobWorker", services);
+        Assert.Contains("grpc.health.v1.Health", services);
+    }
+
+    [Fact(Timeout = 30_000)]
     public async Task Handshake_NoClientCertificate_RefusedAndLogged()
     {
         await AssertRefusedAsync(_server.Channel(null), "no client certificate");

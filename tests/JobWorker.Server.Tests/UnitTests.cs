@@ -180,6 +180,8 @@ public sealed class UnitTests
         Assert.Equal(StatusCode.Unauthenticated, ErrorInterceptor.ToStatus(new UnauthenticatedException("x"), false).StatusCode);
         Assert.Equal(StatusCode.Unavailable, ErrorInterceptor.ToStatus(new ServerShuttingDownException("x"), false).StatusCode);
         Assert.Equal(StatusCode.Cancelled, ErrorInterceptor.ToStatus(new OperationCanceledException(), true).StatusCode);
+        Assert.Equal(StatusCode.Cancelled, ErrorInterceptor.ToStatus(new InvalidOperationException("request is complete"), true).StatusCode);
+        Assert.Equal(StatusCode.Internal, ErrorInterceptor.ToStatus(new InvalidOperationException("bug"), false).StatusCode);
 
         var cgroup = ErrorInterceptor.ToStatus(new JobStartException(JobStartFailure.CgroupError, "secret path /sys/fs/cgroup/x"), false);
         Assert.Equal(StatusCode.Internal, cgroup.StatusCode);

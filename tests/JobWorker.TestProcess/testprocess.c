@@ -20,6 +20,8 @@
  *   busy S           spin on the CPU for S seconds of wall-clock time
  *   cpu S            spin until the process has used S seconds of CPU time
  *   forkbomb N       try N forks (children sleep); prints "forked OK failed F errno E"
+ *   forkbomb-forever a real fork bomb: every process (children too) forks forever, pausing 1 ms after
+ *                    a failed fork; the first process prints "contained errno E" at its first failure
  *   write-file P N   write N bytes to file P
  *   write-direct P M write M MiB to P with O_DIRECT (bypasses the page cache, so io.max applies at once);
  *                    prints "wrote M MiB in S s"
@@ -224,6 +226,19 @@ int main(int argc, char **argv)
             }
             say("forked %d failed %d errno %d\n", ok, failed, err);
             i++;
+        } else if (strcmp(op, "forkbomb-forever") == 0) {
+            pid_t first = getpid();
+            int reported = 0;
+            for (;;) {
+                pid_t pid = fork();
+                if (pid < 0) {
+                    if (!reported && getpid() == first) {
+                        say("contained errno %d\n", errno);
+                        reported = 1;
+                    }
+                    sleep_seconds(0.001);
+                }
+            }
         } else if (strcmp(op, "write-file") == 0) {
             const char *path = arg;
             long n = i + 2 < argc ? atol(argv[i + 2]) : 0;

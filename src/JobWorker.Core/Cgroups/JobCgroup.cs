@@ -67,13 +67,13 @@ internal sealed class JobCgroup
         }
     }
 
-    /// <summary>Sends <paramref name="signal"/> to every process currently in the group.</summary>
-    public int Signal(int signal)
+    /// <summary>Sends <paramref name="signal"/> to every process currently in the group (except <paramref name="exceptPid"/>).</summary>
+    public int Signal(int signal, int exceptPid = 0)
     {
         var sent = 0;
         foreach (var pid in ReadProcesses())
         {
-            if (Interop.Sys.Kill(pid, signal) == 0)
+            if (pid != exceptPid && Interop.Sys.Kill(pid, signal) == 0)
             {
                 sent++;
             }

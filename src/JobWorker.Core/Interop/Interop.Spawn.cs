@@ -9,6 +9,7 @@ internal static partial class Interop
         internal const uint FlagSetCredentials = 0x1;
         internal const uint FlagSetsid = 0x2;
         internal const uint FlagNoClone3 = 0x4;
+        internal const uint FlagInit = 0x8;
 
         /// <summary>Mirrors <c>struct jw_spawn_args</c> in native/jobworker_spawn.h.</summary>
         [StructLayout(LayoutKind.Sequential)]
@@ -33,6 +34,8 @@ internal static partial class Interop
             public int FailedStep;
             public int Error;
             public int UsedClone3;
+            public int StatusFd;
+            public int Reserved;
         }
 
         /// <summary>Mirrors <c>enum jw_step</c>.</summary>
@@ -54,6 +57,9 @@ internal static partial class Interop
             Exec = 13,
             Args = 14,
             Namespaces = 15,
+            Mount = 16,
+            Network = 17,
+            Fork = 18,
         }
 
         [LibraryImport(Libraries.Spawn, EntryPoint = "jw_spawn")]
@@ -62,6 +68,10 @@ internal static partial class Interop
         /// <summary>kind: 0 still running (nohang), 1 exited (code = exit code), 2 killed (code = signal).</summary>
         [LibraryImport(Libraries.Spawn, EntryPoint = "jw_pidfd_wait")]
         internal static partial int PidfdWait(SafeHandle pidfd, int nohang, out int kind, out int code);
+
+        /// <summary>1 with kind/code like <see cref="PidfdWait"/> when jobworker-init reported its target's status, 0 when not, or -errno.</summary>
+        [LibraryImport(Libraries.Spawn, EntryPoint = "jw_init_status")]
+        internal static partial int InitStatus(SafeHandle fd, out int kind, out int code);
 
         [LibraryImport(Libraries.Spawn, EntryPoint = "jw_pidfd_send_signal")]
         internal static partial int PidfdSendSignal(SafeHandle pidfd, int signal);

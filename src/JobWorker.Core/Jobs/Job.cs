@@ -38,6 +38,12 @@ public sealed class Job
         _startedAt = startedAt;
     }
 
+    /// <summary>
+    /// With a PID namespace the main process is jobworker-init, which writes its target's wait status here
+    /// before exiting (a PID 1 cannot die of a signal it sends itself); null without one.
+    /// </summary>
+    internal SafeFileHandle? InitStatusPipe { get; init; }
+
     /// <summary>The job's id.</summary>
     public Guid Id { get; }
 
@@ -101,7 +107,9 @@ public sealed class Job
         {
             // Every process, not only the main one: a child that ignores its parent's death, or a grandchild
             // that called setsid and double-forked, is still in the job's cgroup.
-            _cgroup.Signal(Interop.Sys.SIGTERM);
+            // With a PID namespace the main process is jobworker-init: it would forward the SIGTERM to the target,
+            // which gets one of its own here, and a second SIGTERM can mean "force quit" to a program.
+            _cgroup.Signal(Interop.Sys.SIGTERM, exceptPid: InitStatusPipe is null ? 0 : Pid);
             _ = EscalateAfterGraceAsync(effectiveGrace);
         }
 
@@ -110,9 +118,13 @@ public sealed class Job
 
     private async Task EscalateAfterGraceAsync(TimeSpan grace)
     {
-        // Not tied to the caller's token: a cancelled wait must not cancel the stop.
-        var ended = await Task.WhenAny(_completion.Task, Task.Delay(grace)).ConfigureAwait(false) == _completion.Task;
-        if (!ended)
+        // Not tied to the caller's token: a cancelled wait must not cancel the stop. WaitAsync drops its timer as
+        // soon as the job ends, so a long grace leaves nothing behind for a job that stopped politely.
+        try
+        {
+            await _completion.Task.WaitAsync(grace).ConfigureAwait(false);
+        }
+        catch (TimeoutException)
         {
             _cgroup.Kill();
         }
@@ -175,6 +187,18 @@ public sealed class Job
 
             endedAt = DateTimeOffset.UtcNow;
             _mainExited = true;
+            if (r == 0 && InitStatusPipe is { } statusPipe)
+            {
+                // The target's own status, so isolation reports exactly what a job without it would. Nothing there
+                // means the init itself was killed (cgroup.kill): its SIGKILL is the job's status then too.
+                if (Interop.Spawn.InitStatus(statusPipe, out var targetKind, out var targetCode) == 1)
+                {
+                    (kind, code) = (targetKind, targetCode);
+                }
+
+                statusPipe.Dispose();
+            }
+
             if (r == 0 && kind == 1)
             {
                 exitCode = code;

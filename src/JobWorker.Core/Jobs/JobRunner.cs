@@ -119,10 +119,8 @@ public sealed class JobRunner : IAsyncDisposable
         }
 
         var isolation = spec.Isolation ?? Options.DefaultIsolation;
-        if (isolation != JobIsolation.None)
-        {
-            throw new JobStartException(JobStartFailure.IsolationFailed, $"Namespace isolation ({isolation}) is not supported by this version of JobWorker.Core; start the job with JobIsolation.None.");
-        }
+        var initPath = isolation == JobIsolation.None ? null : IsolationLaunch.InitPath
+            ?? throw new JobStartException(JobStartFailure.IsolationFailed, $"Isolation ({isolation}) needs jobworker-init next to the application ({AppContext.BaseDirectory}); it is built with JobWorker.Core. Rebuild, or start the job without isolation.");
 
         var account = ResolveAccount();
         var environment = BuildEnvironment(spec, account);
@@ -148,6 +146,8 @@ public sealed class JobRunner : IAsyncDisposable
         SafeFileHandle? pipeRead = null;
         SafeFileHandle? pipeWrite = null;
         SafeFileHandle? pidfd = null;
+        SafeFileHandle? statusRead = null;
+        SafeFileHandle? statusWrite = null;
         try
         {
             try
@@ -162,31 +162,52 @@ public sealed class JobRunner : IAsyncDisposable
             log = OutputLog.Create(Options.LogDirectory, id, Options.LogSizeLimitBytes);
             (pipeRead, pipeWrite) = CreatePipe();
 
+            var request = new SpawnRequest
+            {
+                ExecPaths = candidates,
+                Argv = [spec.Command, .. spec.Arguments],
+                Environment = environment,
+                WorkingDirectory = spec.WorkingDirectory ?? "/",
+                Stdin = _devNull,
+                Output = pipeWrite,
+                Credentials = (account.Uid, account.Gid),
+            };
+            if (initPath is not null)
+            {
+                if (isolation.HasFlag(JobIsolation.Pid))
+                {
+                    (statusRead, statusWrite) = CreatePipe();
+                }
+
+                // jobworker-init switches to the job's user and directory itself, after the mounts only root may make.
+                request = request with
+                {
+                    ExecPaths = [initPath],
+                    Argv = IsolationLaunch.InitArgv(isolation, account, request.WorkingDirectory!, Options.LogDirectory, candidates, request.Argv),
+                    WorkingDirectory = null,
+                    Credentials = null,
+                    NamespaceFlags = IsolationLaunch.NamespaceFlags(isolation),
+                    UseInit = true,
+                    StatusPipe = statusWrite,
+                };
+            }
+
             SpawnResult result;
             using (var cgroupFd = OpenCgroup(cgroup))
             {
-                result = _spawner.Spawn(new SpawnRequest
-                {
-                    ExecPaths = candidates,
-                    Argv = [spec.Command, .. spec.Arguments],
-                    Environment = environment,
-                    WorkingDirectory = spec.WorkingDirectory ?? "/",
-                    Stdin = _devNull,
-                    Output = pipeWrite,
-                    Cgroup = cgroupFd,
-                    Credentials = (account.Uid, account.Gid),
-                });
+                result = _spawner.Spawn(request with { Cgroup = cgroupFd });
             }
 
             // Only the job may hold the write end, or EOF would never come.
             pipeWrite.Dispose();
+            statusWrite?.Dispose();
             if (!result.Succeeded)
             {
                 throw SpawnFailure.ToException(result, spec, account);
             }
 
             pidfd = result.Pidfd!;
-            var job = new Job(this, id, spec, cgroup, log, result.Pid, pidfd, pipeRead, DateTimeOffset.UtcNow);
+            var job = new Job(this, id, spec, cgroup, log, result.Pid, pidfd, pipeRead, DateTimeOffset.UtcNow) { InitStatusPipe = statusRead };
             _jobs[id] = job;
             job.Watch();
             return job;
@@ -196,6 +217,8 @@ public sealed class JobRunner : IAsyncDisposable
             pipeWrite?.Dispose();
             pipeRead?.Dispose();
             pidfd?.Dispose();
+            statusRead?.Dispose();
+            statusWrite?.Dispose();
             if (log is not null)
             {
                 log.Dispose();

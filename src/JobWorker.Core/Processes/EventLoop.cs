@@ -21,10 +21,16 @@ internal sealed class EventLoop : IDisposable
     private long _nextToken;
     private volatile bool _disposed;
 
-    private readonly Action<Exception> _onError;
+    private readonly Action<Exception>? _onError;
+
+    /// <summary>A loop whose handler exceptions are unhandled (they crash the process): for benchmarks and tests.</summary>
+    public EventLoop()
+        : this(null)
+    {
+    }
 
     /// <param name="onError">Receives exceptions thrown by handlers (they run on the thread pool, with no caller).</param>
-    public EventLoop(Action<Exception> onError)
+    public EventLoop(Action<Exception>? onError)
     {
         _onError = onError;
         _epoll = new SafeFileHandle(Interop.CheckIo(Interop.Epoll.Create(Interop.Epoll.EPOLL_CLOEXEC), "epoll_create1"), ownsHandle: true);
@@ -57,6 +63,12 @@ internal sealed class EventLoop : IDisposable
 
         return token;
     }
+
+    /// <summary>
+    /// Like <see cref="Add(SafeHandle, Action{ulong})"/> for handlers that know their token otherwise; the
+    /// token must be available before the fd can become ready (e.g. registered before anything is written).
+    /// </summary>
+    public ulong Add(SafeHandle fd, Action onReady) => Add(fd, _ => onReady());
 
     /// <summary>Watches the fd again after its handler drained it.</summary>
     public void Rearm(ulong token)
@@ -121,7 +133,7 @@ internal sealed class EventLoop : IDisposable
         {
             registration.OnReady(registration.Token);
         }
-        catch (Exception ex)
+        catch (Exception ex) when (_onError is not null)
         {
             // Never let a handler's bug take the server down through an unhandled thread-pool exception.
             _onError(ex);

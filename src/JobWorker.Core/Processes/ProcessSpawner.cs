@@ -62,11 +62,17 @@ internal sealed class ProcessSpawner : IDisposable
             var stdin = AddRef(request.Stdin, addedRefs);
             var output = AddRef(request.Output, addedRefs);
             var cgroup = request.Cgroup is null ? -1 : AddRef(request.Cgroup, addedRefs);
+            var status = request.StatusPipe is null ? -1 : AddRef(request.StatusPipe, addedRefs);
 
             var flags = request.NewSession ? Interop.Spawn.FlagSetsid : 0;
             if (request.Credentials is not null)
             {
                 flags |= Interop.Spawn.FlagSetCredentials;
+            }
+
+            if (request.UseInit)
+            {
+                flags |= Interop.Spawn.FlagInit;
             }
 
             if (request.ForceFallback)
@@ -78,7 +84,7 @@ internal sealed class ProcessSpawner : IDisposable
             {
                 Size = (uint)sizeof(Interop.Spawn.SpawnArgs),
                 Flags = flags,
-                NamespaceFlags = 0,
+                NamespaceFlags = request.NamespaceFlags,
                 ExecPaths = item.ExecPaths.Pointer,
                 Argv = item.Argv.Pointer,
                 Envp = item.Envp.Pointer,
@@ -90,6 +96,7 @@ internal sealed class ProcessSpawner : IDisposable
                 Uid = request.Credentials?.Uid ?? 0,
                 Gid = request.Credentials?.Gid ?? 0,
                 PdeathSignal = SIGKILL,
+                StatusFd = status,
             };
 
             if (Interop.Spawn.SpawnProcess(&args) < 0)

@@ -27,6 +27,15 @@ internal sealed record SpawnRequest
 
     public bool NewSession { get; init; } = true;
 
+    /// <summary>CLONE_NEW* flags for the clone3 call; non-zero only with <see cref="UseInit"/>.</summary>
+    public ulong NamespaceFlags { get; init; }
+
+    /// <summary>ExecPaths/Argv start jobworker-init, which sets the namespaces up and starts the target.</summary>
+    public bool UseInit { get; init; }
+
+    /// <summary>Write end of the init's status pipe (PID namespace only), or null.</summary>
+    public SafeFileHandle? StatusPipe { get; init; }
+
     /// <summary>Force the fallback path (clone + join cgroup from the child); for tests and benchmarks.</summary>
     public bool ForceFallback { get; init; }
 }

@@ -77,9 +77,9 @@ public sealed class ErrorInterceptor : Interceptor
                 // Server-side setup (job user, cgroups, namespaces): the client cannot fix it.
                 _ => new(StatusCode.Internal, $"the server could not set up the job ({start.Reason}); details are in the server log"),
             },
-            OperationCanceledException when callCancelled => new(StatusCode.Cancelled, "the call was cancelled"),
-            // Writing to a stream whose client went away.
-            IOException when callCancelled => new(StatusCode.Cancelled, "the call was cancelled"),
+            // The client went away or gave up: writes then fail with any of these. Nobody reads the status.
+            OperationCanceledException or IOException or InvalidOperationException when callCancelled
+                => new(StatusCode.Cancelled, "the call was cancelled"),
             _ => new(StatusCode.Internal, "internal error"),
         };
     }

@@ -86,6 +86,7 @@ public sealed class JobWorkerService : Proto.JobWorker.JobWorkerBase
         _metrics.StreamOpened();
         Log.StreamOpened(_logger, caller.User, job.Id, options.Follow);
         long sent = 0;
+        long end = -1;
         try
         {
             // One loop: each chunk the reader yields is written before the next is read. A cancelled call
@@ -100,12 +101,15 @@ public sealed class JobWorkerService : Proto.JobWorker.JobWorkerBase
                 };
                 await responseStream.WriteAsync(message, cancellationToken);
                 sent += chunk.Data.Length;
+                end = chunk.Offset + chunk.Data.Length;
                 _metrics.BytesStreamed(chunk.Data.Length);
             }
 
-            // The reader ended: with follow, because the job ended and every byte was read. Say how it ended.
+            // The reader ended: with follow, because the job ended and every byte was read. Say how it ended —
+            // but only when the client now has the whole log: without follow, a job that ended during the read
+            // may have written past the end the reader settled on, and the final status means "that was all".
             var status = job.Status;
-            if (status.HasEnded)
+            if (status.HasEnded && (options.Follow || end < 0 || end >= status.LogBytes))
             {
                 await responseStream.WriteAsync(new StreamOutputResponse { FinalStatus = StatusMapper.ToProto(job, status) }, cancellationToken);
             }

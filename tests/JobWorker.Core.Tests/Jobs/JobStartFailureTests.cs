@@ -184,17 +184,6 @@ public sealed class JobStartFailureTests : IDisposable
     }
 
     [Fact(Timeout = 30_000)]
-    public async Task Start_Isolation_NotYetSupported_ThrowsIsolationFailed()
-    {
-        await using var t = TestRunner.Create();
-
-        var ex = Assert.Throws<JobStartException>(() => t.Runner.Start(new JobSpec("/bin/true") { Isolation = JobIsolation.Pid }));
-
-        Assert.Equal(JobStartFailure.IsolationFailed, ex.Reason);
-        AssertNothingLeft(t);
-    }
-
-    [Fact(Timeout = 30_000)]
     public async Task Start_AfterDispose_ThrowsObjectDisposed()
     {
         var t = TestRunner.Create();

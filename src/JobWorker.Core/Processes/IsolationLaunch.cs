@@ -1,0 +1,58 @@
+using System.Globalization;
+using JobWorker.Core.Jobs;
+
+namespace JobWorker.Core.Processes;
+
+/// <summary>
+/// Turns a job's <see cref="JobIsolation"/> into the spawn of <c>jobworker-init</c> (native/jobworker_init.c):
+/// the namespaces go into the clone3 flags (a .NET process cannot create threads after
+/// <c>unshare(CLONE_NEWPID)</c>), and the init — root inside the new namespaces — sets them up, drops to the
+/// job's user and starts the target. See docs/isolation.md.
+/// </summary>
+internal static class IsolationLaunch
+{
+    private const ulong CLONE_NEWNS = 0x00020000;
+    private const ulong CLONE_NEWPID = 0x20000000;
+    private const ulong CLONE_NEWNET = 0x40000000;
+
+    private const string InitName = "jobworker-init";
+
+    private static readonly Lazy<string?> InitPathLazy = new(FindInit);
+
+    /// <summary>The init executable, shipped next to the spawn library; null when missing.</summary>
+    public static string? InitPath => InitPathLazy.Value;
+
+    public static ulong NamespaceFlags(JobIsolation isolation)
+        => (isolation.HasFlag(JobIsolation.Pid) ? CLONE_NEWPID : 0)
+            | (isolation.HasFlag(JobIsolation.Mount) ? CLONE_NEWNS : 0)
+            | (isolation.HasFlag(JobIsolation.Network) ? CLONE_NEWNET : 0);
+
+    /// <summary>The init's command line: <c>jobworker-init FLAGS UID GID CWD HIDE N CANDIDATE... ARGV...</c>.</summary>
+    public static List<string> InitArgv(JobIsolation isolation, UserAccount account, string workingDirectory, string hiddenDirectory, IReadOnlyList<string> candidates, IReadOnlyList<string> argv)
+    {
+        var flags = (isolation.HasFlag(JobIsolation.Pid) ? "p" : string.Empty)
+            + (isolation.HasFlag(JobIsolation.Mount) ? "m" : string.Empty)
+            + (isolation.HasFlag(JobIsolation.Network) ? "n" : string.Empty);
+        var result = new List<string>(7 + candidates.Count + argv.Count)
+        {
+            InitName,
+            flags.Length == 0 ? "-" : flags,
+            account.Uid.ToString(CultureInfo.InvariantCulture),
+            account.Gid.ToString(CultureInfo.InvariantCulture),
+            workingDirectory,
+            hiddenDirectory,
+            candidates.Count.ToString(CultureInfo.InvariantCulture),
+        };
+        result.AddRange(candidates);
+        result.AddRange(argv);
+        return result;
+    }
+
+    private static string? FindInit()
+    {
+        // The build copies it next to libjobworker_spawn.so in the app directory (like the library itself, which
+        // is found there too). Single-file apps extract native files there as well.
+        var path = Path.Combine(AppContext.BaseDirectory, InitName);
+        return File.Exists(path) ? Path.GetFullPath(path) : null;
+    }
+}

@@ -1,0 +1,65 @@
+using JobWorker.Pki;
+using JobWorker.Server.Hosting;
+
+namespace JobWorker.Server.Tests;
+
+/// <summary>ServerApp.Build refuses unusable certificates and keys before anything listens.</summary>
+public sealed class StartupTests : IDisposable
+{
+    private readonly string _directory = Path.Combine(Path.GetTempPath(), "jobworker-srvtest-" + Guid.NewGuid().ToString("N")[..12]);
+    private readonly DevPkiLayout _pki;
+
+    public StartupTests()
+    {
+        _pki = DevPki.Create(_directory, []);
+    }
+
+    public void Dispose() => Directory.Delete(_directory, recursive: true);
+
+    [Fact]
+    public void Build_KeyReadableByGroup_RefusesWithChmodHint()
+    {
+        File.SetUnixFileMode(_pki.ServerKey, PemFiles.PrivateKeyMode | UnixFileMode.GroupRead);
+
+        var e = Assert.Throws<StartupException>(() => Build());
+
+        Assert.Contains("chmod 600", e.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void Build_ServerCertificateFromAnotherCa_Refused()
+    {
+        using var other = CertificateAuthority.Create();
+        PemFiles.WriteCertificate(other.Certificate, _pki.CaCertificate);
+
+        var e = Assert.Throws<StartupException>(() => Build());
+
+        Assert.Contains("does not verify against the CA", e.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void Build_KeyOfAnotherCertificate_RefusedNamingFiles()
+    {
+        File.Copy(_pki.CaKey, _pki.ServerKey, overwrite: true);
+
+        var e = Assert.Throws<StartupException>(() => Build());
+
+        Assert.Contains(_pki.ServerKey, e.Message, StringComparison.Ordinal);
+        Assert.Contains("--key", e.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void Build_UsableSettings_BuildsWithoutListening()
+    {
+        using var app = Build();
+
+        Assert.NotNull(app.Services.GetRequiredService<Configuration.ServerOptions>());
+    }
+
+    private WebApplication Build() => ServerApp.Build([], builder => builder.Configuration.AddInMemoryCollection(new Dictionary<string, string?>
+    {
+        ["JobWorker:CaCertificate"] = _pki.CaCertificate,
+        ["JobWorker:ServerCertificate"] = _pki.ServerCertificate,
+        ["JobWorker:ServerKey"] = _pki.ServerKey,
+    }));
+}
