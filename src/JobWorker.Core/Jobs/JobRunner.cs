@@ -207,7 +207,8 @@ public sealed class JobRunner : IAsyncDisposable
             }
 
             pidfd = result.Pidfd!;
-            var job = new Job(this, id, spec, cgroup, log, result.Pid, pidfd, pipeRead, DateTimeOffset.UtcNow) { InitStatusPipe = statusRead };
+            // The job's spec records the isolation it really got, so status shows the default's effect too.
+            var job = new Job(this, id, spec with { Isolation = isolation }, cgroup, log, result.Pid, pidfd, pipeRead, DateTimeOffset.UtcNow) { InitStatusPipe = statusRead };
             _jobs[id] = job;
             job.Watch();
             return job;

@@ -23,7 +23,10 @@ public sealed record JobSpec(string Command, IReadOnlyList<string> Arguments)
     /// <summary>Resource limits for the job's cgroup.</summary>
     public ResourceLimits Limits { get; init; } = ResourceLimits.None;
 
-    /// <summary>Namespaces to isolate the job in, or <see langword="null"/> for the runner's default.</summary>
+    /// <summary>
+    /// Namespaces to isolate the job in, or <see langword="null"/> for the runner's default. In
+    /// <see cref="Job.Spec"/> it is always set: the isolation the job actually got.
+    /// </summary>
     public JobIsolation? Isolation { get; init; }
 
     /// <summary>An opaque owner name recorded with the job (the server stores the caller's identity here).</summary>

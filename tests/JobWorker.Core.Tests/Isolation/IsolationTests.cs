@@ -24,6 +24,18 @@ public sealed class IsolationTests
     }
 
     [Fact(Timeout = 30_000)]
+    public async Task Start_NoIsolationInSpec_RunnerDefaultAppliedAndRecordedInJobSpec()
+    {
+        await using var t = TestRunner.Create(o => o with { DefaultIsolation = JobIsolation.Pid });
+
+        var job = t.Runner.Start(new JobSpec("/bin/sh", ["-c", "echo pid=$$"]));
+        await job.Completion.WaitAsync(Ct);
+
+        Assert.Equal(JobIsolation.Pid, job.Spec.Isolation);
+        Assert.Equal("pid=2\n", t.Output(job));
+    }
+
+    [Fact(Timeout = 30_000)]
     public async Task Start_PidIsolated_RunsAsChildOfInitWithPid2()
     {
         await using var t = TestRunner.Create();
