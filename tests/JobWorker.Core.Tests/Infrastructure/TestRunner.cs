@@ -20,7 +20,7 @@ internal sealed class TestRunner : IAsyncDisposable
     public string LogDirectory { get; }
 
     /// <summary>The tests' dummy job (tests/JobWorker.TestProcess), built next to the tests.</summary>
-    public static string TestProcess { get; } = Path.Combine(AppContext.BaseDirectory, "jobworker-testprocess");
+    public static string TestProcess { get; } = LocateTestProcess();
 
     public static string CgroupMount { get; } = JobWorker.Core.Cgroups.CgroupMount.FindMountPoint() ?? throw new InvalidOperationException("no cgroup2 mount");
 
@@ -109,5 +109,24 @@ internal sealed class TestRunner : IAsyncDisposable
         {
             throw new InvalidOperationException($"cgroup subtree {root} was not removed");
         }
+    }
+
+    // A job isolated in a mount namespace gets a private, empty /tmp, so a test process built under /tmp (a
+    // checkout there, as a CI clone may be) would not exist for it. Such a build runs a copy from /var/tmp
+    // instead, removed when the test process exits.
+    private static string LocateTestProcess()
+    {
+        var built = Path.Combine(AppContext.BaseDirectory, "jobworker-testprocess");
+        if (!built.StartsWith("/tmp/", StringComparison.Ordinal))
+        {
+            return built;
+        }
+
+        var directory = Path.Combine("/var/tmp", $"jobworker-testprocess-{Environment.ProcessId}");
+        Directory.CreateDirectory(directory);
+        var copy = Path.Combine(directory, "jobworker-testprocess");
+        File.Copy(built, copy, overwrite: true);
+        AppDomain.CurrentDomain.ProcessExit += (_, _) => Directory.Delete(directory, recursive: true);
+        return copy;
     }
 }
