@@ -37,20 +37,9 @@ public static class StatusMapper
             LogDroppedBytes = status.LogDroppedBytes,
         };
         result.Args.AddRange(spec.Arguments);
-        if (status.ExitCode is { } code)
-        {
-            result.ExitCode = code;
-        }
-
-        if (status.Signal is { } signal)
-        {
-            result.Signal = signal;
-        }
-
-        if (status.EndedAt is { } ended)
-        {
-            result.EndedAt = Timestamp.FromDateTimeOffset(ended);
-        }
+        SetIfPresent(status.ExitCode, v => result.ExitCode = v);
+        SetIfPresent(status.Signal, v => result.Signal = v);
+        SetIfPresent(status.EndedAt, ended => result.EndedAt = Timestamp.FromDateTimeOffset(ended));
 
         if (spec.Isolation is { } isolation)
         {
@@ -68,44 +57,16 @@ public static class StatusMapper
     private static Proto.ResourceLimits ToProto(ResourceLimits limits)
     {
         var result = new Proto.ResourceLimits();
-        if (limits.CpuCores is { } cpu)
-        {
-            result.CpuCores = cpu;
-        }
-
-        if (limits.MemoryBytes is { } memory)
-        {
-            result.MemoryBytes = memory;
-        }
-
-        if (limits.MaxProcesses is { } processes)
-        {
-            result.MaxProcesses = processes;
-        }
-
+        SetIfPresent(limits.CpuCores, v => result.CpuCores = v);
+        SetIfPresent(limits.MemoryBytes, v => result.MemoryBytes = v);
+        SetIfPresent(limits.MaxProcesses, v => result.MaxProcesses = v);
         foreach (var io in limits.Io)
         {
             var limit = new Proto.IoLimit { Device = io.Device };
-            if (io.ReadBytesPerSecond is { } rbps)
-            {
-                limit.ReadBytesPerSecond = rbps;
-            }
-
-            if (io.WriteBytesPerSecond is { } wbps)
-            {
-                limit.WriteBytesPerSecond = wbps;
-            }
-
-            if (io.ReadIops is { } riops)
-            {
-                limit.ReadIops = riops;
-            }
-
-            if (io.WriteIops is { } wiops)
-            {
-                limit.WriteIops = wiops;
-            }
-
+            SetIfPresent(io.ReadBytesPerSecond, v => limit.ReadBytesPerSecond = v);
+            SetIfPresent(io.WriteBytesPerSecond, v => limit.WriteBytesPerSecond = v);
+            SetIfPresent(io.ReadIops, v => limit.ReadIops = v);
+            SetIfPresent(io.WriteIops, v => limit.WriteIops = v);
             result.Io.Add(limit);
         }
 
@@ -115,51 +76,25 @@ public static class StatusMapper
     private static Proto.ResourceUsage ToProto(JobUsage usage)
     {
         var result = new Proto.ResourceUsage();
-        if (usage.CpuUsageMicroseconds is { } cpu)
-        {
-            result.CpuUsageUsec = cpu;
-        }
-
-        if (usage.CpuThrottledPeriods is { } periods)
-        {
-            result.CpuThrottledPeriods = periods;
-        }
-
-        if (usage.CpuThrottledMicroseconds is { } throttled)
-        {
-            result.CpuThrottledUsec = throttled;
-        }
-
-        if (usage.MemoryCurrentBytes is { } current)
-        {
-            result.MemoryCurrentBytes = current;
-        }
-
-        if (usage.MemoryPeakBytes is { } peak)
-        {
-            result.MemoryPeakBytes = peak;
-        }
-
-        if (usage.OomKills is { } oom)
-        {
-            result.OomKills = oom;
-        }
-
-        if (usage.IoReadBytes is { } read)
-        {
-            result.IoReadBytes = read;
-        }
-
-        if (usage.IoWriteBytes is { } write)
-        {
-            result.IoWriteBytes = write;
-        }
-
-        if (usage.PidsCurrent is { } pids)
-        {
-            result.PidsCurrent = pids;
-        }
-
+        SetIfPresent(usage.CpuUsageMicroseconds, v => result.CpuUsageUsec = v);
+        SetIfPresent(usage.CpuThrottledPeriods, v => result.CpuThrottledPeriods = v);
+        SetIfPresent(usage.CpuThrottledMicroseconds, v => result.CpuThrottledUsec = v);
+        SetIfPresent(usage.MemoryCurrentBytes, v => result.MemoryCurrentBytes = v);
+        SetIfPresent(usage.MemoryPeakBytes, v => result.MemoryPeakBytes = v);
+        SetIfPresent(usage.OomKills, v => result.OomKills = v);
+        SetIfPresent(usage.IoReadBytes, v => result.IoReadBytes = v);
+        SetIfPresent(usage.IoWriteBytes, v => result.IoWriteBytes = v);
+        SetIfPresent(usage.PidsCurrent, v => result.PidsCurrent = v);
         return result;
+    }
+
+    // Proto3 optional fields: absent in Core (null) stays absent on the wire, never 0.
+    private static void SetIfPresent<T>(T? value, Action<T> set)
+        where T : struct
+    {
+        if (value is { } present)
+        {
+            set(present);
+        }
     }
 }
