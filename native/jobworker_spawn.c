@@ -42,6 +42,9 @@
 #ifndef SYS_pidfd_send_signal
 #define SYS_pidfd_send_signal 424
 #endif
+#ifndef SYS_pidfd_open
+#define SYS_pidfd_open 434
+#endif
 
 /* The kernel's struct clone_args (v2, with cgroup). Declared here so old headers do not matter. */
 struct jw_clone_args {
@@ -451,6 +454,12 @@ int jw_pidfd_wait(int pidfd, int nohang, int32_t *kind, int32_t *code)
 int jw_pidfd_send_signal(int pidfd, int sig)
 {
     return syscall(SYS_pidfd_send_signal, pidfd, sig, NULL, 0) < 0 ? -errno : 0;
+}
+
+int jw_pidfd_open(int pid)
+{
+    long fd = syscall(SYS_pidfd_open, pid, 0);
+    return fd < 0 ? -errno : (int)fd;
 }
 
 int jw_pipe(int32_t fds[2], int32_t size)

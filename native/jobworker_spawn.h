@@ -34,6 +34,17 @@ enum jw_step {
     JW_STEP_MOUNT = 16,          /* jobworker-init: mount namespace setup */
     JW_STEP_NETWORK = 17,        /* jobworker-init: loopback up in the network namespace */
     JW_STEP_FORK = 18,           /* jobworker-init: fork of the target */
+    JW_STEP_SHIM_STATE = 19,     /* jobworker-shim: the job's state directory or its shim.status record */
+    JW_STEP_SHIM_LOG = 20,       /* jobworker-shim: creating output.log */
+};
+
+/* What jobworker-shim writes to its stdout once: the job's pid after its exec, or the step that failed. */
+struct jw_shim_report {
+    int32_t step;                /* enum jw_step; JW_STEP_NONE on success */
+    int32_t error;               /* errno of the failed step */
+    int32_t pid;                 /* the job's main process (the shim's child) */
+    int32_t used_clone3;
+    int64_t started_at_ns;       /* CLOCK_REALTIME right after the exec */
 };
 
 struct jw_spawn_args {
@@ -74,6 +85,9 @@ int jw_pidfd_wait(int pidfd, int nohang, int32_t *kind, int32_t *code);
 
 /* pidfd_send_signal: 0 or -errno. */
 int jw_pidfd_send_signal(int pidfd, int sig);
+
+/* pidfd_open(pid, 0) (close-on-exec): the fd or -errno. Works for processes that are not our children. */
+int jw_pidfd_open(int pid);
 
 /* pipe2(O_CLOEXEC) with a non-blocking read end grown to size bytes (F_SETPIPE_SZ, best effort):
  * fds[0] read end, fds[1] write end. 0 or -errno. */

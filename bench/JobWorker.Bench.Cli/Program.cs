@@ -64,7 +64,7 @@ try
             ["JobWorker:ServerCertificate"] = pki.ServerCertificate,
             ["JobWorker:ServerKey"] = pki.ServerKey,
             ["JobWorker:CgroupRoot"] = Path.Combine(cgroupMount, "jobworker-bench-cli-" + Environment.ProcessId),
-            ["JobWorker:LogDirectory"] = Path.Combine(work, "logs"),
+            ["JobWorker:StateDirectory"] = Path.Combine(work, "logs"),
             ["JobWorker:DefaultStopGrace"] = "00:00:01",
         });
         builder.Logging.ClearProviders();

@@ -9,17 +9,16 @@ using Microsoft.Win32.SafeHandles;
 namespace JobWorker.Bench.Output;
 
 /// <summary>
-/// Delivery latency: a writer thread writes 16-byte messages (its <see cref="Stopwatch"/> timestamp and a sequence
-/// number) into a pipe every few milliseconds; the pipe is drained exactly as the runner does it (non-blocking read
-/// end on the runner's <see cref="EventLoop"/>, <see cref="OutputLog.DrainFrom"/> on the thread pool, re-armed after
-/// each drain); N followers read the log with <c>Follow</c> and take the time each message arrives. The latency is
-/// write() → follower has the bytes, over every (follower, message) pair. RSS and fds are measured before the
+/// Delivery latency: a writer thread appends 16-byte messages (its <see cref="Stopwatch"/> timestamp and a sequence
+/// number) to a log file every few milliseconds, as a job's supervisor does; the log learns of each append exactly as
+/// the runner does (an inotify <see cref="LogWatcher"/> on the runner's <see cref="EventLoop"/>); N followers read the
+/// log with <c>Follow</c> and take the time each message arrives. The latency is write() → follower has the bytes,
+/// over every (follower, message) pair. RSS and fds are measured before the
 /// followers start, with all of them waiting, and after the last message.
 /// </summary>
 internal static class LatencyBenchmark
 {
     private const int MessageSize = 16;
-    private const int PipeSize = 1 << 20;
 
     public static async Task RunAsync(BenchOptions options)
     {
@@ -42,26 +41,14 @@ internal static class LatencyBenchmark
         var directory = Directory.CreateTempSubdirectory("jobworker-bench-latency-");
         var loopError = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
         using var loop = new EventLoop(loopError.SetException);
-        using var log = OutputLog.Create(directory.FullName, Guid.NewGuid(), 1L << 30);
-        var (readEnd, writeEnd) = Interop.Io.CreatePipe(Interop.Io.O_NONBLOCK);
+        using var watcher = new LogWatcher(loop);
+        var path = Path.Combine(directory.FullName, "output.log");
+
+        // The writer plays the job's supervisor: it appends to the log file; followers learn of it through inotify.
+        var writeEnd = File.OpenHandle(path, FileMode.CreateNew, FileAccess.Write, FileShare.ReadWrite);
+        using var log = new OutputLog(path, 1L << 30, watcher);
         try
         {
-            _ = Interop.Io.Fcntl(writeEnd, Interop.Io.F_SETPIPE_SZ, PipeSize);
-            var drained = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
-            loop.Add(readEnd, token =>
-            {
-                if (log.DrainFrom(readEnd))
-                {
-                    loop.Remove(token);
-                    log.Complete();
-                    drained.TrySetResult();
-                }
-                else
-                {
-                    loop.Rearm(token);
-                }
-            });
-
             Settle();
             long rssBefore = ProcessProbe.RssBytes();
             int fdsBefore = ProcessProbe.OpenFds();
@@ -96,8 +83,8 @@ internal static class LatencyBenchmark
             writer.Join();
             long rssAfter = ProcessProbe.RssBytes();
             writeEnd.Dispose();
-            await Task.WhenAny(drained.Task, loopError.Task).Unwrap();
-            await Task.WhenAll(tasks);
+            log.Complete(new FileInfo(path).Length);
+            await Task.WhenAny(Task.WhenAll(tasks), loopError.Task).Unwrap();
             int fdsAfter = ProcessProbe.OpenFds();
 
             var all = latencies.SelectMany(l => l).Order().ToArray();
@@ -118,7 +105,6 @@ internal static class LatencyBenchmark
         }
         finally
         {
-            readEnd.Dispose();
             writeEnd.Dispose();
             log.Dispose();
             directory.Delete(recursive: true);
@@ -127,8 +113,7 @@ internal static class LatencyBenchmark
 
     private static async Task FollowAsync(OutputLog log, long[] latencies, CountdownEvent warmedUp)
     {
-        // Messages are written atomically (16 B < PIPE_BUF) and stored whole, but a chunk boundary may still split
-        // one in principle: carry the partial bytes over.
+        // A follower may read a message half appended: carry the partial bytes over.
         var carry = new byte[MessageSize];
         int carried = 0;
         await foreach (var chunk in log.ReadAsync(new OutputReadOptions { Follow = true }))

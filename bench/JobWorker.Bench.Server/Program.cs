@@ -45,7 +45,7 @@ var server = ServerApp.Build([], builder =>
         ["JobWorker:ServerCertificate"] = pki.ServerCertificate,
         ["JobWorker:ServerKey"] = pki.ServerKey,
         ["JobWorker:CgroupRoot"] = Path.Combine(cgroupMount, "jobworker-bench-" + suffix),
-        ["JobWorker:LogDirectory"] = Path.Combine(dir, "logs"),
+        ["JobWorker:StateDirectory"] = Path.Combine(dir, "logs"),
         ["Logging:LogLevel:Default"] = "Warning",
     });
 });

@@ -48,7 +48,7 @@ if (cgroupMount is null)
 
 await using var runner = JobRunner.Create(new JobRunnerOptions
 {
-    LogDirectory = logDirectory,
+    StateDirectory = logDirectory,
     CgroupRoot = Path.Combine(cgroupMount, $"jobworker-example-{Environment.ProcessId}"),
 });
 Job job;

@@ -53,8 +53,9 @@ public sealed class ServerFixture : IAsyncLifetime
             ["JobWorker:ServerCertificate"] = Pki.ServerCertificate,
             ["JobWorker:ServerKey"] = Pki.ServerKey,
             ["JobWorker:CgroupRoot"] = CgroupRoot,
-            ["JobWorker:LogDirectory"] = Path.Combine(Directory, "logs"),
+            ["JobWorker:StateDirectory"] = Path.Combine(Directory, "logs"),
             ["JobWorker:DefaultStopGrace"] = "00:00:02",
+            ["JobWorker:StopJobsOnShutdown"] = "true",
             ["Logging:LogLevel:Default"] = "Warning",
         };
         _app = ServerApp.Build([], builder =>
@@ -105,13 +106,38 @@ public sealed class ServerFixture : IAsyncLifetime
         // The runner removes its subtree; a leftover is a leak to report.
         if (CgroupRoot is not null && System.IO.Directory.Exists(CgroupRoot))
         {
-            foreach (var leaf in System.IO.Directory.GetDirectories(CgroupRoot))
-            {
-                System.IO.Directory.Delete(leaf);
-            }
+            var left = string.Join(", ", System.IO.Directory.GetDirectories(CgroupRoot));
+            KillAndRemove(CgroupRoot);
+            throw new InvalidOperationException($"the server left its cgroup subtree {CgroupRoot} behind ({left})");
+        }
+    }
 
-            System.IO.Directory.Delete(CgroupRoot);
-            throw new InvalidOperationException($"the server left its cgroup subtree {CgroupRoot} behind");
+    /// <summary>Removes a cgroup subtree of this fixture's own, killing what is left in it first.</summary>
+    private static void KillAndRemove(string group)
+    {
+        foreach (var child in System.IO.Directory.GetDirectories(group))
+        {
+            KillAndRemove(child);
+        }
+
+        try
+        {
+            File.WriteAllText(Path.Combine(group, "cgroup.kill"), "1");
+        }
+        catch (IOException)
+        {
+        }
+
+        for (var attempt = 0; attempt < 200 && System.IO.Directory.Exists(group); attempt++)
+        {
+            try
+            {
+                System.IO.Directory.Delete(group);
+            }
+            catch (IOException)
+            {
+                Thread.Sleep(10);
+            }
         }
     }
 }

@@ -267,7 +267,7 @@ public sealed class JobRpcTests : IAsyncLifetime
         var client = _server.Client(TestServer.Alice);
         var job = await _server.StartTestProcessAsync(TestServer.Alice, "echo", "bye");
         await WaitForEndAsync(client, job.JobId);
-        var logFile = Path.Combine(_server.Directory, "logs", Guid.Parse(job.JobId).ToString("N") + ".log");
+        var logFile = Path.Combine(_server.Directory, "logs", "jobs", Guid.Parse(job.JobId).ToString("N"), "output.log");
         Assert.True(File.Exists(logFile));
 
         await client.RemoveJobAsync(new RemoveJobRequest { JobId = job.JobId }, cancellationToken: Token);

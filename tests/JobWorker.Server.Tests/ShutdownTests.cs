@@ -82,10 +82,10 @@ public sealed partial class ShutdownTests
     }
 
     [Fact(Timeout = 60_000)]
-    public async Task Binary_Sigterm_StopsJobsRemovesCgroupsExitsZero()
+    public async Task Binary_SigtermWithStopJobsOnShutdown_StopsJobsRemovesCgroupsExitsZero()
     {
         await using var env = await BinaryEnvironment.CreateAsync();
-        using var process = env.Start();
+        using var process = env.Start(extraArgs: ["--stop-jobs-on-shutdown", "true"]);
         var address = await env.WaitForListeningAsync(process);
         var client = env.Client(address, TestServer.Alice);
         var job = (await client.StartJobAsync(new StartJobRequest { Command = TestServer.TestProcess, Args = { "sleep", "60" } }, cancellationToken: Token)).Job;
@@ -101,7 +101,7 @@ public sealed partial class ShutdownTests
         Assert.True(process.ExitCode == 0, $"exit code {process.ExitCode}; output:\n{env.Output}");
         Assert.False(Directory.Exists($"/proc/{job.Pid}"), "the job survived the server");
         Assert.False(Directory.Exists(env.CgroupRoot), "the cgroup subtree survived the server");
-        Assert.Contains("All jobs stopped", env.Output, StringComparison.Ordinal);
+        Assert.Contains("Shutdown complete", env.Output, StringComparison.Ordinal);
     }
 
     [Fact(Timeout = 60_000)]
@@ -242,7 +242,7 @@ public sealed partial class ShutdownTests
                 "--cert", Pki.ServerCertificate,
                 "--key", Pki.ServerKey,
                 "--cgroup-root", CgroupRoot,
-                "--log-dir", Path.Combine(Directory, "logs"),
+                "--state-dir", Path.Combine(Directory, "state"),
                 "--grace", "00:00:01",
                 .. extraArgs ?? [],
             ];
@@ -345,33 +345,8 @@ public sealed partial class ShutdownTests
                 }
             }
 
-            // A killed server (not SIGTERM) cannot clean up: remove what it left, job processes first.
-            if (System.IO.Directory.Exists(CgroupRoot))
-            {
-                foreach (var group in System.IO.Directory.GetDirectories(CgroupRoot))
-                {
-                    await File.WriteAllTextAsync(Path.Combine(group, "cgroup.kill"), "1", CancellationToken.None);
-                }
-
-                foreach (var group in System.IO.Directory.GetDirectories(CgroupRoot))
-                {
-                    for (var attempt = 0; ; attempt++)
-                    {
-                        try
-                        {
-                            System.IO.Directory.Delete(group);
-                            break;
-                        }
-                        catch (IOException) when (attempt < 100)
-                        {
-                            await Task.Delay(20, CancellationToken.None); // EBUSY until the killed processes are reaped
-                        }
-                    }
-                }
-
-                System.IO.Directory.Delete(CgroupRoot);
-            }
-
+            // A killed server, or one that leaves its jobs running, leaves its subtree: this test's own to remove.
+            CgroupCleanup.KillAndRemove(CgroupRoot);
             System.IO.Directory.Delete(Directory, recursive: true);
         }
 

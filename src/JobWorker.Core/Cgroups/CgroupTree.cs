@@ -1,17 +1,21 @@
 using System.Globalization;
 using JobWorker.Core.Jobs;
+using JobWorker.Core.State;
 
 namespace JobWorker.Core.Cgroups;
 
 /// <summary>The cgroup subtree a runner owns: where job groups are created and which controllers they get.</summary>
-internal sealed class CgroupTree
+internal sealed class CgroupTree : IDisposable
 {
     internal static readonly string[] LimitControllers = ["cpu", "memory", "io", "pids"];
 
     private readonly bool _createdRoot;
 
-    private CgroupTree(string mountPoint, string root, bool delegated, bool createdRoot, IReadOnlySet<string> controllers)
+    private readonly DirectoryLock _lock;
+
+    private CgroupTree(string mountPoint, string root, bool delegated, bool createdRoot, IReadOnlySet<string> controllers, DirectoryLock rootLock)
     {
+        _lock = rootLock;
         MountPoint = mountPoint;
         Root = root;
         Delegated = delegated;
@@ -30,7 +34,10 @@ internal sealed class CgroupTree
     /// <summary>Controllers enabled for job groups (the root's <c>cgroup.subtree_control</c>).</summary>
     public IReadOnlySet<string> Controllers { get; }
 
-    /// <summary>Finds cgroup2, prepares the subtree and removes groups a crashed previous run left behind.</summary>
+    /// <summary>
+    /// Finds cgroup2, prepares the subtree and locks it (a second runner on the same root is refused). Nothing in it
+    /// is killed or removed here: the runner decides from its records what is its own.
+    /// </summary>
     public static CgroupTree Open(JobRunnerOptions options)
     {
         var mount = CgroupMount.FindMountPoint()
@@ -44,8 +51,8 @@ internal sealed class CgroupTree
                 ?? throw new JobWorkerException("UseDelegatedCgroup is set but this process has no cgroup v2 path in /proc/self/cgroup.");
             if (own == "/")
             {
-                // Jobs would become siblings of every other group on the host, and stale-group removal would
-                // kill them: only a real delegated subtree (systemd Delegate=yes) may be used this way.
+                // Jobs would become siblings of every other group on the host: only a real delegated subtree
+                // (systemd Delegate=yes) may be used this way.
                 throw new JobWorkerException("UseDelegatedCgroup is set but this process is in the root cgroup, which is not a delegated subtree. Run the server as a systemd service with Delegate=yes, or set CgroupRoot instead.");
             }
 
@@ -84,9 +91,16 @@ internal sealed class CgroupTree
             }
         }
 
-        var tree = new CgroupTree(mount, root, options.UseDelegatedCgroup, created, EnableControllers(root));
-        tree.RemoveStaleGroups();
-        return tree;
+        var rootLock = DirectoryLock.Acquire(root, "cgroup root");
+        try
+        {
+            return new CgroupTree(mount, root, options.UseDelegatedCgroup, created, EnableControllers(root), rootLock);
+        }
+        catch
+        {
+            rootLock.Dispose();
+            throw;
+        }
     }
 
     /// <summary>
@@ -158,39 +172,17 @@ internal sealed class CgroupTree
         return false;
     }
 
-    /// <summary>Kills and removes every job group left by a previous run (the server leaf excepted).</summary>
-    public void RemoveStaleGroups()
+    /// <summary>
+    /// Releases the root's lock, and removes the root if the runner created it and nothing is left in it (running
+    /// jobs keep it busy and are left alone).
+    /// </summary>
+    public void Dispose()
     {
-        foreach (var dir in Directory.EnumerateDirectories(Root))
+        if (_createdRoot && !Directory.EnumerateDirectories(Root).Any())
         {
-            if (Delegated && Path.GetFileName(dir) == "server")
-            {
-                continue;
-            }
-
-            RemoveRecursive(dir);
-        }
-    }
-
-    private static void RemoveRecursive(string dir)
-    {
-        foreach (var child in Directory.EnumerateDirectories(dir))
-        {
-            RemoveRecursive(child);
+            _ = Interop.Sys.RemoveDirectory(Root);
         }
 
-        var group = new JobCgroup(dir);
-        group.Kill();
-        group.TryRemove();
-    }
-
-    /// <summary>Removes the subtree at runner disposal (the root itself only if the runner created it).</summary>
-    public void Remove()
-    {
-        RemoveStaleGroups();
-        if (_createdRoot)
-        {
-            new JobCgroup(Root).TryRemove();
-        }
+        _lock.Dispose();
     }
 }

@@ -67,19 +67,45 @@ internal sealed class JobCgroup
         }
     }
 
-    /// <summary>Sends <paramref name="signal"/> to every process currently in the group (except <paramref name="exceptPid"/>).</summary>
+    /// <summary>
+    /// Sends <paramref name="signal"/> to every process currently in the group (except <paramref name="exceptPid"/>),
+    /// never by bare pid: each is opened as a pidfd first, then the group is read again, and only a pidfd whose pid
+    /// is still in the group is signalled. A pid that was reused by a process elsewhere fails the second read; one
+    /// that exited in between makes <c>pidfd_send_signal</c> fail with ESRCH.
+    /// </summary>
     public int Signal(int signal, int exceptPid = 0)
     {
-        var sent = 0;
-        foreach (var pid in ReadProcesses())
+        var opened = new List<(int Pid, SafeFileHandle Pidfd)>();
+        try
         {
-            if (pid != exceptPid && Interop.Sys.Kill(pid, signal) == 0)
+            foreach (var pid in ReadProcesses())
             {
-                sent++;
+                var fd = pid == exceptPid ? -1 : Interop.Spawn.PidfdOpen(pid);
+                if (fd >= 0)
+                {
+                    opened.Add((pid, new SafeFileHandle(fd, ownsHandle: true)));
+                }
+            }
+
+            var stillHere = ReadProcesses().ToHashSet();
+            var sent = 0;
+            foreach (var (pid, pidfd) in opened)
+            {
+                if (stillHere.Contains(pid) && Interop.Spawn.PidfdSendSignal(pidfd, signal) == 0)
+                {
+                    sent++;
+                }
+            }
+
+            return sent;
+        }
+        finally
+        {
+            foreach (var (_, pidfd) in opened)
+            {
+                pidfd.Dispose();
             }
         }
-
-        return sent;
     }
 
     public List<int> ReadProcesses()

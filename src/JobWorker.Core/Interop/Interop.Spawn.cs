@@ -60,6 +60,19 @@ internal static partial class Interop
             Mount = 16,
             Network = 17,
             Fork = 18,
+            ShimState = 19,
+            ShimLog = 20,
+        }
+
+        /// <summary>Mirrors <c>struct jw_shim_report</c>: what jobworker-shim writes to its stdout once.</summary>
+        [StructLayout(LayoutKind.Sequential)]
+        internal struct ShimReport
+        {
+            public int Step;
+            public int Error;
+            public int Pid;
+            public int UsedClone3;
+            public long StartedAtNs;
         }
 
         [LibraryImport(Libraries.Spawn, EntryPoint = "jw_spawn")]
@@ -75,6 +88,10 @@ internal static partial class Interop
 
         [LibraryImport(Libraries.Spawn, EntryPoint = "jw_pidfd_send_signal")]
         internal static partial int PidfdSendSignal(SafeHandle pidfd, int signal);
+
+        /// <summary>A close-on-exec pidfd for <paramref name="pid"/>, or -errno.</summary>
+        [LibraryImport(Libraries.Spawn, EntryPoint = "jw_pidfd_open")]
+        internal static partial int PidfdOpen(int pid);
 
         [LibraryImport(Libraries.Spawn, EntryPoint = "jw_pipe")]
         internal static partial int Pipe(int* fds, int size);

@@ -1,72 +1,83 @@
 using JobWorker.Core.Cgroups;
 using JobWorker.Core.Output;
+using JobWorker.Core.State;
 using Microsoft.Win32.SafeHandles;
 
 namespace JobWorker.Core.Jobs;
 
-/// <summary>A program started by a <see cref="JobRunner"/>, in its own cgroup.</summary>
+/// <summary>A program started by a <see cref="JobRunner"/>, in its own cgroup, under its own supervisor.</summary>
 /// <remarks>
-/// The end of a job is driven by the runner's event loop, never by a thread per job: the pidfd becomes readable
-/// when the main process exits → its status is reaped → <c>cgroup.kill</c> ends any leftovers → the group's
-/// <c>populated 0</c> arrives through inotify → the output pipe reaches EOF → final usage is read → the output
-/// log is completed → the group is removed → <see cref="Completion"/> completes.
+/// The job's parent is its supervisor (<c>jobworker-shim</c>), not the server, so the job outlives the server and
+/// a restarted server re-attaches to it (docs/design-durability.md). The server watches the supervisor's pidfd
+/// on the runner's event loop, never with a thread per job: when the supervisor exits it has recorded how the
+/// job ended → usage is read → the cgroups are removed → the final status is recorded and published → the output
+/// log is completed → <see cref="Completion"/> completes.
 /// </remarks>
 public sealed class Job
 {
     private readonly JobRunner _runner;
-    private readonly JobCgroup _cgroup;
+    private readonly JobGroup _group;
     private readonly OutputLog _log;
-    private readonly SafeFileHandle _pidfd;
-    private readonly SafeFileHandle _outputPipe;
     private readonly TaskCompletionSource<JobStatus> _completion = new(TaskCreationOptions.RunContinuationsAsynchronously);
-    private readonly TaskCompletionSource _outputEnded = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    private readonly Lock _recordLock = new();
     private readonly DateTimeOffset _startedAt;
+    private JobRecord _record;
+    private SafeFileHandle? _shimPidfd;
+    private readonly bool _shimIsChild;
     private volatile JobStatus? _final;
     private int _stopRequested;
-    private volatile bool _mainExited;
+    private int _finishing;
 
-    internal Job(JobRunner runner, Guid id, JobSpec spec, JobCgroup cgroup, OutputLog log, int pid, SafeFileHandle pidfd, SafeFileHandle outputPipe, DateTimeOffset startedAt)
+    internal Job(JobRunner runner, JobRecord record, JobGroup group, OutputLog log, int pid, DateTimeOffset startedAt, SafeFileHandle? shimPidfd, bool shimIsChild)
     {
         _runner = runner;
-        Id = id;
-        Spec = spec;
-        _cgroup = cgroup;
+        _record = record;
+        _group = group;
         _log = log;
         Pid = pid;
-        _pidfd = pidfd;
-        _outputPipe = outputPipe;
         _startedAt = startedAt;
+        _shimPidfd = shimPidfd;
+        _shimIsChild = shimIsChild;
+        _stopRequested = record.StopRequestedAt is null ? 0 : 1;
+        if (record.Final is { } final)
+        {
+            _final = final;
+            _log.Complete(final.LogBytes);
+            _completion.TrySetResult(final);
+        }
     }
 
     /// <summary>
-    /// With a PID namespace the main process is jobworker-init, which writes its target's wait status here
-    /// before exiting (a PID 1 cannot die of a signal it sends itself); null without one.
+    /// With a PID namespace the main process is jobworker-init, which forwards a SIGTERM to its target: a stop must
+    /// not send the target a second one.
     /// </summary>
-    internal SafeFileHandle? InitStatusPipe { get; init; }
+    internal bool HasInit => Spec.Isolation is { } isolation && isolation.HasFlag(JobIsolation.Pid);
 
     /// <summary>The job's id.</summary>
-    public Guid Id { get; }
+    public Guid Id => _record.Id;
 
     /// <summary>What the job runs.</summary>
-    public JobSpec Spec { get; }
+    public JobSpec Spec => _record.Spec;
 
-    /// <summary>The main process's id (in the server's PID namespace).</summary>
+    /// <summary>The client-chosen request id the job was started with, if any.</summary>
+    public string? RequestId => _record.RequestId;
+
+    /// <summary>The main process's id (in the server's PID namespace); 0 if it was never known.</summary>
     public int Pid { get; }
 
-    /// <summary>The job's cgroup directory (removed once the job has ended).</summary>
-    public string CgroupPath => _cgroup.Path;
+    /// <summary>The cgroup directory of the job's processes (removed once the job has ended).</summary>
+    public string CgroupPath => _group.Job.Path;
 
     /// <summary>A snapshot of the job's current status, with fresh usage figures while it runs.</summary>
-    public JobStatus Status => _final ?? new JobStatus
-    {
-        State = JobState.Running,
-        Pid = Pid,
-        StartedAt = _startedAt,
-        Usage = _cgroup.ReadUsage(),
-        LogBytes = _log.Length,
-        LogDroppedBytes = _log.DroppedBytes,
-        LogTruncated = _log.Truncated,
-    };
+    /// <remarks>
+    /// While the job runs, <see cref="JobStatus.LogBytes"/> is what the log holds now and
+    /// <see cref="JobStatus.LogTruncated"/> is set once it reached its cap; the count of dropped bytes is known
+    /// once the job has ended.
+    /// </remarks>
+    public JobStatus Status => _final ?? RunningStatus();
+
+    /// <summary>Whether the job has ended: its final status is known (and recorded).</summary>
+    public bool HasEnded => _final is not null;
 
     /// <summary>Completes with the final status once the job has ended and its output is complete.</summary>
     public Task<JobStatus> Completion => _completion.Task;
@@ -75,10 +86,30 @@ public sealed class Job
 
     internal OutputLog Log => _log;
 
+    internal JobGroup Group => _group;
+
+    private JobStatus RunningStatus()
+    {
+        var length = _log.Length;
+        return new JobStatus
+        {
+            State = JobState.Running,
+            Pid = Pid,
+            StartedAt = _startedAt,
+            Usage = _group.Job.ReadUsage(),
+            LogBytes = length,
+            LogTruncated = length >= _log.CapBytes,
+        };
+    }
+
     /// <summary>
     /// Stops the job: SIGTERM to every process in its cgroup, then SIGKILL to all once <paramref name="grace"/>
     /// has passed. Completes when no process of the job remains. Stopping an ended job returns its final status.
     /// </summary>
+    /// <remarks>
+    /// The stop is recorded first, so a server that restarts during the grace still reports the job as stopped
+    /// and kills it when the grace is over.
+    /// </remarks>
     /// <param name="grace">Time between SIGTERM and SIGKILL; <see langword="null"/> for the runner's default.</param>
     /// <param name="cancellationToken">Stops waiting (the stop itself goes on).</param>
     /// <exception cref="ArgumentOutOfRangeException"><paramref name="grace"/> is negative.</exception>
@@ -91,32 +122,52 @@ public sealed class Job
             return Task.FromResult(final);
         }
 
-        if (_mainExited)
+        if (Pid > 0 && !_group.Job.ReadProcesses().Contains(Pid))
         {
-            // Already ending by itself (leftovers are being killed): a stop changes nothing, so it must not
-            // turn an Exited job into a Stopped one.
+            // Already ending by itself (its supervisor is killing what is left): a stop changes nothing, so it
+            // must not turn an Exited job into a Stopped one.
             return _completion.Task.WaitAsync(cancellationToken);
         }
 
-        Interlocked.Exchange(ref _stopRequested, 1);
+        var deadline = DateTimeOffset.UtcNow + effectiveGrace;
+        if (Interlocked.Exchange(ref _stopRequested, 1) == 0)
+        {
+            UpdateRecord(r => r with { StopRequestedAt = DateTimeOffset.UtcNow, StopDeadline = deadline });
+        }
+
         if (effectiveGrace == TimeSpan.Zero)
         {
-            _cgroup.Kill();
+            _group.Job.Kill();
         }
         else
         {
             // Every process, not only the main one: a child that ignores its parent's death, or a grandchild
             // that called setsid and double-forked, is still in the job's cgroup.
-            // With a PID namespace the main process is jobworker-init: it would forward the SIGTERM to the target,
-            // which gets one of its own here, and a second SIGTERM can mean "force quit" to a program.
-            _cgroup.Signal(Interop.Sys.SIGTERM, exceptPid: InitStatusPipe is null ? 0 : Pid);
-            _ = EscalateAfterGraceAsync(effectiveGrace);
+            _group.Job.Signal(Interop.Sys.SIGTERM, exceptPid: HasInit ? Pid : 0);
+            _ = EscalateAfterAsync(effectiveGrace);
         }
 
         return _completion.Task.WaitAsync(cancellationToken);
     }
 
-    private async Task EscalateAfterGraceAsync(TimeSpan grace)
+    /// <summary>A re-attached job whose stop was recorded: SIGKILL at the recorded deadline.</summary>
+    internal void ResumeStop()
+    {
+        if (_record.StopDeadline is { } deadline && _final is null)
+        {
+            var left = deadline - DateTimeOffset.UtcNow;
+            if (left <= TimeSpan.Zero)
+            {
+                _group.Job.Kill();
+            }
+            else
+            {
+                _ = EscalateAfterAsync(left);
+            }
+        }
+    }
+
+    private async Task EscalateAfterAsync(TimeSpan grace)
     {
         // Not tied to the caller's token: a cancelled wait must not cancel the stop. WaitAsync drops its timer as
         // soon as the job ends, so a long grace leaves nothing behind for a job that stopped politely.
@@ -126,7 +177,7 @@ public sealed class Job
         }
         catch (TimeoutException)
         {
-            _cgroup.Kill();
+            _group.Job.Kill();
         }
     }
 
@@ -134,98 +185,98 @@ public sealed class Job
     public IAsyncEnumerable<OutputChunk> ReadOutputAsync(OutputReadOptions? options = null, CancellationToken cancellationToken = default)
         => _log.ReadAsync(options ?? OutputReadOptions.Default, cancellationToken);
 
-    /// <summary>Registers the pidfd and output pipe with the runner's event loop.</summary>
+    /// <summary>Watches the supervisor's pidfd on the runner's event loop.</summary>
     internal void Watch()
     {
-        // The handlers get their token as an argument: they may run before Add returns.
-        _runner.Loop.Add(_outputPipe, OnOutputReadable);
-        _runner.Loop.Add(_pidfd, OnMainExited);
+        // The handler gets its token as an argument: it may run before Add returns.
+        _runner.Loop.Add(_shimPidfd!, token => _ = OnShimExitedAsync(token));
     }
 
-    private void OnOutputReadable(ulong token)
+    /// <summary>Stops watching without touching the job (the runner is being disposed; the job runs on).</summary>
+    internal void Detach()
     {
-        bool eof;
-        try
-        {
-            eof = _log.DrainFrom(_outputPipe);
-        }
-        catch (Exception ex)
-        {
-            // A broken log must not keep the job (and its pipe) alive forever: stop reading, the job goes on.
-            _runner.ReportBackgroundError(this, "draining output", ex);
-            eof = true;
-        }
-
-        if (eof)
-        {
-            _runner.Loop.Remove(token);
-            _outputPipe.Dispose();
-            _outputEnded.TrySetResult();
-        }
-        else
-        {
-            _runner.Loop.Rearm(token);
-        }
+        _shimPidfd?.Dispose();
+        _log.Dispose();
     }
 
-    private void OnMainExited(ulong token) => _ = EndAsync(token);
-
-    private async Task EndAsync(ulong pidfdToken)
+    private async Task OnShimExitedAsync(ulong token)
     {
+        _runner.Loop.Remove(token);
+        if (_shimIsChild)
+        {
+            // Our child: reap it, so no zombie stays behind. A re-attached supervisor is not our child (ECHILD).
+            _ = Interop.Spawn.PidfdWait(_shimPidfd!, nohang: 1, out _, out _);
+        }
+
+        _shimPidfd!.Dispose();
+        _shimPidfd = null;
+        await FinishAsync().ConfigureAwait(false);
+    }
+
+    /// <summary>
+    /// Ends the job once its supervisor is gone: takes the exit status the supervisor recorded (or, if it died
+    /// without one, kills what is left and reports SIGKILL), reads usage, removes the cgroups, records the final
+    /// status, then publishes it. Publishing last means a job whose final status anyone has seen is fully ended
+    /// (and can be removed at once).
+    /// </summary>
+    internal async Task FinishAsync()
+    {
+        if (Interlocked.Exchange(ref _finishing, 1) != 0)
+        {
+            return;
+        }
+
         int? exitCode = null;
         int? signal = null;
         DateTimeOffset endedAt;
+        long logBytes;
+        long dropped = 0;
         try
         {
-            var r = Interop.Spawn.PidfdWait(_pidfd, nohang: 1, out var kind, out var code);
-            if (r == 0 && kind == 0)
+            var shim = _runner.ReadShimStatus(Id);
+            if (shim?.HasEnded == true)
             {
-                // Spurious readiness (should not happen for a pidfd): wait again.
-                _runner.Loop.Rearm(pidfdToken);
-                return;
-            }
-
-            endedAt = DateTimeOffset.UtcNow;
-            _mainExited = true;
-            if (InitStatusPipe is { } statusPipe)
-            {
-                // The target's own status, so isolation reports exactly what a job without it would. Nothing there
-                // means the init itself was killed (cgroup.kill): its SIGKILL is the job's status then too.
-                if (r == 0 && Interop.Spawn.InitStatus(statusPipe, out var targetKind, out var targetCode) == 1)
+                exitCode = shim.ExitCode;
+                signal = shim.Signal;
+                endedAt = shim.EndedAt ?? DateTimeOffset.UtcNow;
+                logBytes = shim.LogBytes ?? _log.Length;
+                dropped = shim.LogDroppedBytes ?? 0;
+                if (shim.OutputIncomplete == true)
                 {
-                    (kind, code) = (targetKind, targetCode);
+                    _runner.ReportBackgroundError(this, "draining output", new IOException(
+                        "A process outside the job's cgroup kept the job's output pipe open; output after the job ended was not read."));
+                }
+            }
+            else
+            {
+                // The supervisor was killed (its job's main process died with it), or never got to start the job.
+                _runner.ReportBackgroundError(this, "supervising the job", new IOException(
+                    "The job's supervisor (jobworker-shim) ended without recording an exit status; the job's remaining processes are killed and it is reported as killed by SIGKILL."));
+                signal = Interop.Sys.SIGKILL;
+                endedAt = DateTimeOffset.UtcNow;
+                _group.Job.Kill();
+                if (_group.Job.IsPopulated())
+                {
+                    await _runner.CgroupWatcher.WaitUntilEmptyAsync(_group.Job).ConfigureAwait(false);
                 }
 
-                statusPipe.Dispose();
+                logBytes = _log.Length;
             }
-
-            if (r == 0 && kind == 1)
-            {
-                exitCode = code;
-            }
-            else if (r == 0)
-            {
-                signal = code;
-            }
-
-            _runner.Loop.Remove(pidfdToken);
-            _pidfd.Dispose();
-
-            // The job ends with its main process: nothing it left behind may keep running.
-            _cgroup.Kill();
-            await _runner.CgroupWatcher.WaitUntilEmptyAsync(_cgroup).ConfigureAwait(false);
-
-            // All writers are gone with the processes, so EOF follows promptly (unless a process outside the
-            // cgroup got the pipe's write end through a unix socket: not a case we wait for forever).
-            await _outputEnded.Task.WaitAsync(TimeSpan.FromSeconds(10)).ConfigureAwait(false);
         }
         catch (Exception ex)
         {
             _runner.ReportBackgroundError(this, "ending the job", ex);
+            signal ??= exitCode is null ? Interop.Sys.SIGKILL : null;
             endedAt = DateTimeOffset.UtcNow;
+            logBytes = _log.Length;
         }
 
-        var usage = _cgroup.ReadUsage();
+        var usage = _group.Job.ReadUsage();
+        if (!await _group.TryRemoveAsync().ConfigureAwait(false))
+        {
+            _runner.ReportBackgroundError(this, "removing the cgroup", new IOException($"cgroup {_group.Path} could not be removed"));
+        }
+
         var state = StopRequested ? JobState.Stopped : exitCode is not null ? JobState.Exited : JobState.Signaled;
         var final = new JobStatus
         {
@@ -237,26 +288,32 @@ public sealed class Job
             StartedAt = _startedAt,
             EndedAt = endedAt,
             Usage = usage,
-            LogBytes = _log.Length,
-            LogDroppedBytes = _log.DroppedBytes,
-            LogTruncated = _log.Truncated,
+            LogBytes = logBytes,
+            LogDroppedBytes = dropped,
+            LogTruncated = dropped > 0,
         };
+        UpdateRecord(r => r with { Final = final });
         _final = final;
-
-        try
-        {
-            _log.Complete();
-        }
-        catch (Exception ex)
-        {
-            _runner.ReportBackgroundError(this, "completing the output log", ex);
-        }
-
-        if (!await _cgroup.TryRemoveAsync().ConfigureAwait(false))
-        {
-            _runner.ReportBackgroundError(this, "removing the cgroup", new IOException($"cgroup {_cgroup.Path} could not be removed"));
-        }
-
+        _log.Complete(logBytes);
         _completion.TrySetResult(final);
+    }
+
+    private void UpdateRecord(Func<JobRecord, JobRecord> change)
+    {
+        lock (_recordLock)
+        {
+            var updated = change(_record);
+            try
+            {
+                _runner.Store.Update(updated);
+            }
+            catch (IOException ex)
+            {
+                // The job goes on; what is not recorded is recomputed from the supervisor's files after a restart.
+                _runner.ReportBackgroundError(this, "recording the job", ex);
+            }
+
+            _record = updated;
+        }
     }
 }

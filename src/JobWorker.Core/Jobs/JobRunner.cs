@@ -3,37 +3,45 @@ using System.Diagnostics.CodeAnalysis;
 using JobWorker.Core.Cgroups;
 using JobWorker.Core.Output;
 using JobWorker.Core.Processes;
+using JobWorker.Core.State;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Logging.Abstractions;
 using Microsoft.Win32.SafeHandles;
 
 namespace JobWorker.Core.Jobs;
 
-/// <summary>Starts and tracks jobs. Disposing it stops every job and removes its cgroup subtree.</summary>
+/// <summary>
+/// Starts and tracks jobs. Each job runs under its own supervisor and is recorded in the state directory, so jobs
+/// outlive the runner: creating a runner on the same state directory re-attaches to them, and disposing one leaves
+/// them running (<see cref="StopAllAsync"/> stops them). See docs/design-durability.md.
+/// </summary>
 /// <remarks>
-/// Threads: one spawner thread (the parent-death signal follows it) and one epoll thread for all jobs; the
-/// rest runs on the thread pool. All members are thread-safe.
+/// Threads: one spawner thread and one epoll thread for all jobs; the rest runs on the thread pool. All members
+/// are thread-safe.
 /// </remarks>
 public sealed class JobRunner : IAsyncDisposable
 {
     /// <summary>PATH of a job unless its spec sets one (Debian's default for root-less login shells plus sbin).</summary>
     internal const string DefaultPath = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
-    /// <summary>The output pipe's size: fewer wake-ups per byte and more slack while the drain is scheduled.</summary>
-    private const int PipeSize = 1 << 20;
-
     private readonly ConcurrentDictionary<Guid, Job> _jobs = new();
     private readonly CgroupTree _tree;
     private readonly ProcessSpawner _spawner;
     private readonly SafeFileHandle _devNull;
+    private readonly ILogger _logger;
     private int _disposed;
     private volatile AccountCache? _account;
 
-    private JobRunner(JobRunnerOptions options, CgroupTree tree)
+    private JobRunner(JobRunnerOptions options, CgroupTree tree, IJobStore store)
     {
         Options = options;
         _tree = tree;
+        Store = store;
+        _logger = options.Logger ?? NullLogger.Instance;
         _devNull = File.OpenHandle("/dev/null", FileMode.Open, FileAccess.Read);
         Loop = new EventLoop(ex => BackgroundError?.Invoke(this, new JobBackgroundErrorEventArgs(Guid.Empty, "handling an event", ex)));
         CgroupWatcher = new CgroupEventsWatcher(Loop);
+        LogWatcher = new LogWatcher(Loop);
         _spawner = new ProcessSpawner();
     }
 
@@ -47,35 +55,48 @@ public sealed class JobRunner : IAsyncDisposable
 
     internal CgroupEventsWatcher CgroupWatcher { get; }
 
+    internal LogWatcher LogWatcher { get; }
+
+    internal IJobStore Store { get; }
+
     /// <summary>Errors of background work (draining, cleanup) that have no caller to throw to.</summary>
     public event EventHandler<JobBackgroundErrorEventArgs>? BackgroundError;
 
-    /// <summary>Creates a runner: finds cgroup v2, prepares its subtree and log directory, removes stale groups.</summary>
+    /// <summary>
+    /// Creates a runner: locks its state directory and cgroup root (a second runner on either is refused), then
+    /// re-attaches to the jobs recorded there: running ones are followed again, ones that ended while no runner
+    /// ran get their recorded exit status. Every reconciliation is logged.
+    /// </summary>
     /// <exception cref="ArgumentException">An option is invalid; the message names it.</exception>
-    /// <exception cref="JobWorkerException">cgroup v2 is missing or the runner's subtree cannot be created.</exception>
+    /// <exception cref="JobWorkerException">cgroup v2 is missing, the runner's subtree cannot be created, the state
+    /// directory or cgroup root is in use by another server, or the state directory has a newer format.</exception>
     public static JobRunner Create(JobRunnerOptions options)
     {
         ArgumentNullException.ThrowIfNull(options);
         Validate(options);
+        // The cgroup root first: a host that cannot run jobs at all is refused before a state directory exists.
         var tree = CgroupTree.Open(options);
+        FileJobStore? store = null;
         try
         {
-            // Private: job output may hold secrets. An existing directory keeps its mode (the operator's choice).
-            Directory.CreateDirectory(options.LogDirectory, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute);
-            return new JobRunner(options, tree);
+            store = FileJobStore.Open(options.StateDirectory);
+            var runner = new JobRunner(options, tree, store);
+            runner.Recover();
+            return runner;
         }
         catch
         {
-            tree.Remove();
+            store?.Dispose();
+            tree.Dispose();
             throw;
         }
     }
 
     private static void Validate(JobRunnerOptions options)
     {
-        if (string.IsNullOrWhiteSpace(options.LogDirectory) || !Path.IsPathFullyQualified(options.LogDirectory))
+        if (string.IsNullOrWhiteSpace(options.StateDirectory) || !Path.IsPathFullyQualified(options.StateDirectory))
         {
-            throw new ArgumentException($"LogDirectory must be an absolute path, not '{options.LogDirectory}'.", nameof(options));
+            throw new ArgumentException($"StateDirectory must be an absolute path, not '{options.StateDirectory}'.", nameof(options));
         }
 
         if (options.LogSizeLimitBytes <= 0)
@@ -101,11 +122,13 @@ public sealed class JobRunner : IAsyncDisposable
     public IReadOnlyCollection<Job> Jobs => [.. _jobs.Values];
 
     /// <summary>Starts a job. Returns once the program has been exec'd.</summary>
+    /// <param name="spec">What to run.</param>
+    /// <param name="requestId">A client-chosen id recorded with the job (for idempotent retries), or null.</param>
     /// <exception cref="ArgumentException">The spec is invalid; the message names the field.</exception>
     /// <exception cref="CgroupControllerUnavailableException">A requested limit's controller is missing.</exception>
     /// <exception cref="JobStartException">The program could not be started.</exception>
     /// <exception cref="ObjectDisposedException">The runner is disposed.</exception>
-    public Job Start(JobSpec spec)
+    public Job Start(JobSpec spec, string? requestId = null)
     {
         ObjectDisposedException.ThrowIf(Volatile.Read(ref _disposed) != 0, this);
         JobSpecValidator.Validate(spec);
@@ -121,6 +144,8 @@ public sealed class JobRunner : IAsyncDisposable
         var isolation = spec.Isolation ?? Options.DefaultIsolation;
         var initPath = isolation == JobIsolation.None ? null : IsolationLaunch.InitPath
             ?? throw new JobStartException(JobStartFailure.IsolationFailed, $"Isolation ({isolation}) needs jobworker-init next to the application ({AppContext.BaseDirectory}); it is built with JobWorker.Core. Rebuild, or start the job without isolation.");
+        var shimPath = ShimLaunch.ShimPath
+            ?? throw new JobStartException(JobStartFailure.SpawnFailed, $"Jobs need jobworker-shim next to the application ({AppContext.BaseDirectory}); it is built with JobWorker.Core. Rebuild the application.");
 
         var account = ResolveAccount();
         var environment = BuildEnvironment(spec, account);
@@ -132,35 +157,33 @@ public sealed class JobRunner : IAsyncDisposable
         }
 
         var id = Guid.NewGuid();
-        JobCgroup cgroup;
+
+        // The record comes first: a cgroup or process of ours never exists without one, so a restarted server
+        // knows what is its own, and never touches anything else.
+        var record = new JobRecord { Id = id, Spec = spec with { Isolation = isolation }, RequestId = requestId, CreatedAt = DateTimeOffset.UtcNow };
         try
         {
-            cgroup = JobCgroup.Create(Path.Combine(_tree.Root, id.ToString("N")));
+            Store.Create(record);
         }
         catch (IOException ex)
         {
-            throw new JobStartException(JobStartFailure.CgroupError, $"Cannot create the job's cgroup: {ex.Message}", ex.HResult, ex);
+            throw new JobStartException(JobStartFailure.StateError, $"Cannot record the job in the state directory: {ex.Message}", ex.HResult, ex);
         }
 
-        OutputLog? log = null;
-        SafeFileHandle? pipeRead = null;
-        SafeFileHandle? pipeWrite = null;
-        SafeFileHandle? pidfd = null;
-        SafeFileHandle? statusRead = null;
-        SafeFileHandle? statusWrite = null;
+        JobGroup? group = null;
+        SafeFileHandle? reportRead = null;
+        SafeFileHandle? reportWrite = null;
+        SafeFileHandle? shimPidfd = null;
         try
         {
             try
             {
-                cgroup.Apply(plan);
+                group = JobGroup.Create(Path.Combine(_tree.Root, id.ToString("N")), _tree.Controllers, plan);
             }
             catch (IOException ex)
             {
-                throw new JobStartException(JobStartFailure.CgroupError, $"Cannot apply the job's limits: {ex.Message}", ex.HResult, ex);
+                throw new JobStartException(JobStartFailure.CgroupError, $"Cannot create the job's cgroup: {ex.Message}", ex.HResult, ex);
             }
-
-            log = OutputLog.Create(Options.LogDirectory, id, Options.LogSizeLimitBytes);
-            (pipeRead, pipeWrite) = CreatePipe();
 
             var request = new SpawnRequest
             {
@@ -169,69 +192,206 @@ public sealed class JobRunner : IAsyncDisposable
                 Environment = environment,
                 WorkingDirectory = spec.WorkingDirectory ?? "/",
                 Stdin = _devNull,
-                Output = pipeWrite,
+                Output = _devNull,
                 Credentials = (account.Uid, account.Gid),
             };
             if (initPath is not null)
             {
-                if (isolation.HasFlag(JobIsolation.Pid))
-                {
-                    (statusRead, statusWrite) = CreatePipe();
-                }
-
                 // jobworker-init switches to the job's user and directory itself, after the mounts only root may make.
                 request = request with
                 {
                     ExecPaths = [initPath],
-                    Argv = IsolationLaunch.InitArgv(isolation, account, request.WorkingDirectory!, Options.LogDirectory, candidates, request.Argv),
+                    Argv = IsolationLaunch.InitArgv(isolation, account, request.WorkingDirectory!, Store.Root, candidates, request.Argv),
                     WorkingDirectory = null,
                     Credentials = null,
                     NamespaceFlags = IsolationLaunch.NamespaceFlags(isolation),
                     UseInit = true,
-                    StatusPipe = statusWrite,
                 };
             }
 
+            // The supervisor runs the request; we run the supervisor: root, in its own group and session, with no
+            // death signal (it must outlive us), and an empty environment.
+            (reportRead, reportWrite) = Interop.Io.CreatePipe();
             SpawnResult result;
-            using (var cgroupFd = OpenCgroup(cgroup))
+            using (var shimCgroup = OpenCgroup(group.Shim))
             {
-                result = _spawner.Spawn(request with { Cgroup = cgroupFd });
+                result = _spawner.Spawn(new SpawnRequest
+                {
+                    ExecPaths = [shimPath],
+                    Argv = ShimLaunch.Argv(request, Store.JobDirectory(id), group.Job.Path, Options.LogSizeLimitBytes),
+                    Environment = [],
+                    Stdin = _devNull,
+                    Output = reportWrite,
+                    Cgroup = shimCgroup,
+                    ParentDeathSignal = 0,
+                });
             }
 
-            // Only the job may hold the write end, or EOF would never come.
-            pipeWrite.Dispose();
-            statusWrite?.Dispose();
+            // Only the supervisor may hold the write end, or a supervisor that dies early would never read as EOF.
+            reportWrite.Dispose();
             if (!result.Succeeded)
             {
-                throw SpawnFailure.ToException(result, spec, account);
+                throw new JobStartException(JobStartFailure.SpawnFailed, $"Cannot start the job's supervisor ({shimPath}): {Interop.Describe(result.Errno)} at step {result.FailedStep}.", result.Errno);
             }
 
-            pidfd = result.Pidfd!;
-            // The job's spec records the isolation it really got, so status shows the default's effect too.
-            var job = new Job(this, id, spec with { Isolation = isolation }, cgroup, log, result.Pid, pidfd, pipeRead, DateTimeOffset.UtcNow) { InitStatusPipe = statusRead };
+            shimPidfd = result.Pidfd!;
+            var report = ShimLaunch.ReadReport(reportRead);
+            if (report.Step != 0)
+            {
+                // The supervisor exits right after a failed report: reap it so no zombie stays behind.
+                _ = Interop.Spawn.PidfdWait(shimPidfd, nohang: 0, out _, out _);
+                var failure = new SpawnResult(-1, null, (Interop.Spawn.Step)report.Step, report.Error, report.UsedClone3 != 0);
+                throw failure.FailedStep is Interop.Spawn.Step.ShimState or Interop.Spawn.Step.ShimLog
+                    ? new JobStartException(JobStartFailure.StateError, $"The job's supervisor cannot write to {Store.JobDirectory(id)} ({failure.FailedStep}): {Interop.Describe(report.Error)}.", report.Error)
+                    : SpawnFailure.ToException(failure, spec, account);
+            }
+
+            var log = new OutputLog(Store.LogPath(id), Options.LogSizeLimitBytes, LogWatcher);
+            var startedAt = DateTimeOffset.UnixEpoch.AddTicks(report.StartedAtNs / 100);
+            var job = new Job(this, record, group, log, report.Pid, startedAt, shimPidfd, shimIsChild: true);
             _jobs[id] = job;
             job.Watch();
             return job;
         }
         catch
         {
-            pipeWrite?.Dispose();
-            pipeRead?.Dispose();
-            pidfd?.Dispose();
-            statusRead?.Dispose();
-            statusWrite?.Dispose();
-            if (log is not null)
+            reportWrite?.Dispose();
+            if (group is not null)
             {
-                log.Dispose();
-                log.Delete();
+                group.Job.Kill();
+                group.TryRemove();
             }
 
+            shimPidfd?.Dispose();
             _jobs.TryRemove(id, out _);
-            cgroup.Kill();
-            cgroup.TryRemove();
+            TryDelete(id);
             throw;
         }
+        finally
+        {
+            reportRead?.Dispose();
+        }
     }
+
+    private void TryDelete(Guid id)
+    {
+        try
+        {
+            Store.Delete(id);
+        }
+        catch (IOException ex)
+        {
+            BackgroundError?.Invoke(this, new JobBackgroundErrorEventArgs(id, "removing the record of a job that did not start", ex));
+        }
+    }
+
+    /// <summary>
+    /// Re-attaches to every recorded job (docs/design-durability.md, "Finding a job again"), and leaves everything
+    /// it has no record of alone.
+    /// </summary>
+    private void Recover()
+    {
+        var contents = Store.Load();
+        foreach (var problem in contents.Problems)
+        {
+            RunnerLog.RecordUnreadable(_logger, problem.Directory, problem.Reason);
+        }
+
+        var known = new HashSet<string>(StringComparer.Ordinal);
+        foreach (var record in contents.Records)
+        {
+            var name = record.Id.ToString("N");
+            known.Add(name);
+            var group = new JobGroup(Path.Combine(_tree.Root, name));
+            if (record.Final is not null)
+            {
+                var ended = new Job(this, record, group, new OutputLog(Store.LogPath(record.Id), Options.LogSizeLimitBytes, watcher: null), record.Final.Pid, record.Final.StartedAt, null, shimIsChild: false);
+                _jobs[record.Id] = ended;
+                if (group.Exists)
+                {
+                    // Ended and recorded, but the server stopped before removing the groups: ours to remove.
+                    RunnerLog.RemovedLeftoverGroup(_logger, record.Id, group.Path);
+                    group.Job.Kill();
+                    group.TryRemove();
+                }
+
+                continue;
+            }
+
+            ShimStatus? shim = null;
+            try
+            {
+                shim = Store.ReadShimStatus(record.Id);
+            }
+            catch (Exception ex) when (ex is IOException or FormatException or JobWorkerException)
+            {
+                RunnerLog.RecordUnreadable(_logger, Store.ShimStatusPath(record.Id), ex.Message);
+            }
+
+            var pidfd = AttachShim(group);
+            var log = new OutputLog(Store.LogPath(record.Id), Options.LogSizeLimitBytes, LogWatcher);
+            var job = new Job(this, record, group, log, shim?.Pid ?? 0, shim?.StartedAt ?? record.CreatedAt, pidfd, shimIsChild: false);
+            _jobs[record.Id] = job;
+            if (pidfd is not null)
+            {
+                RunnerLog.Reattached(_logger, record.Id, job.Pid);
+                job.Watch();
+                job.ResumeStop();
+            }
+            else
+            {
+                if (shim?.HasEnded == true)
+                {
+                    RunnerLog.EndedWhileAway(_logger, record.Id);
+                }
+                else
+                {
+                    RunnerLog.SupervisorLost(_logger, record.Id);
+                }
+
+                _ = job.FinishAsync();
+            }
+        }
+
+        foreach (var dir in Directory.EnumerateDirectories(_tree.Root))
+        {
+            var name = Path.GetFileName(dir);
+            if (!known.Contains(name) && !(_tree.Delegated && name == "server"))
+            {
+                RunnerLog.ForeignGroup(_logger, dir, Store.Root);
+            }
+        }
+    }
+
+    /// <summary>
+    /// A pidfd for the job's supervisor, proven to be it: the pid read from the supervisor's group is opened as a
+    /// pidfd, then the group is read again. Only the supervisor is ever placed there, so a pid still listed after
+    /// the pidfd exists is the supervisor (a bare pid could have been reused). Null when it is gone.
+    /// </summary>
+    private static SafeFileHandle? AttachShim(JobGroup group)
+    {
+        if (group.FindShim() is not int pid)
+        {
+            return null;
+        }
+
+        var fd = Interop.Spawn.PidfdOpen(pid);
+        if (fd < 0)
+        {
+            return null;
+        }
+
+        var pidfd = new SafeFileHandle(fd, ownsHandle: true);
+        if (group.FindShim() == pid)
+        {
+            return pidfd;
+        }
+
+        pidfd.Dispose();
+        return null;
+    }
+
+    internal ShimStatus? ReadShimStatus(Guid id) => Store.ReadShimStatus(id);
 
     /// <summary>
     /// The job account, re-read only when /etc/passwd or /etc/group changed (parsing them costs ~50 µs per start;
@@ -264,18 +424,6 @@ public sealed class JobRunner : IAsyncDisposable
         }
     }
 
-    private static unsafe (SafeFileHandle Read, SafeFileHandle Write) CreatePipe()
-    {
-        var fds = stackalloc int[2];
-        var r = Interop.Spawn.Pipe(fds, PipeSize);
-        if (r < 0)
-        {
-            throw new JobStartException(JobStartFailure.SpawnFailed, $"Cannot create the output pipe: {Interop.Describe(-r)}", -r);
-        }
-
-        return (new SafeFileHandle(fds[0], ownsHandle: true), new SafeFileHandle(fds[1], ownsHandle: true));
-    }
-
     private static List<string> BuildEnvironment(JobSpec spec, UserAccount account)
     {
         // Explicit and minimal: the server's own environment (secrets, config) never reaches a job.
@@ -305,12 +453,13 @@ public sealed class JobRunner : IAsyncDisposable
     /// <summary>Finds a job by id.</summary>
     public bool TryGetJob(Guid id, [NotNullWhen(true)] out Job? job) => _jobs.TryGetValue(id, out job);
 
-    /// <summary>Forgets an ended job and deletes its log.</summary>
+    /// <summary>Forgets an ended job: deletes its record and its log.</summary>
     /// <exception cref="InvalidOperationException">The job is still running.</exception>
+    /// <exception cref="IOException">The job's state directory could not be removed.</exception>
     public void Remove(Job job)
     {
         ArgumentNullException.ThrowIfNull(job);
-        if (!job.Completion.IsCompleted)
+        if (!job.HasEnded)
         {
             throw new InvalidOperationException($"Job {job.Id} is still running; stop it first.");
         }
@@ -318,41 +467,52 @@ public sealed class JobRunner : IAsyncDisposable
         if (_jobs.TryRemove(job.Id, out _))
         {
             job.Log.Dispose();
-            job.Log.Delete();
+            Store.Delete(job.Id);
         }
     }
 
     internal void ReportBackgroundError(Job job, string operation, Exception exception)
         => BackgroundError?.Invoke(this, new JobBackgroundErrorEventArgs(job.Id, operation, exception));
 
-    /// <summary>Stops all jobs within their grace and removes the runner's cgroup subtree.</summary>
-    public async ValueTask DisposeAsync()
+    /// <summary>Stops every running job within its grace (or <paramref name="grace"/>) and waits until all have ended.</summary>
+    public async Task StopAllAsync(TimeSpan? grace = null, CancellationToken cancellationToken = default)
     {
-        if (Interlocked.Exchange(ref _disposed, 1) != 0)
-        {
-            return;
-        }
-
-        var stops = _jobs.Values.Select(j => j.StopAsync()).ToArray();
+        var stops = _jobs.Values.Where(j => !j.HasEnded).Select(j => j.StopAsync(grace, cancellationToken)).ToArray();
         try
         {
             await Task.WhenAll(stops).ConfigureAwait(false);
         }
-        catch (Exception)
+        catch (Exception) when (!cancellationToken.IsCancellationRequested)
         {
-            // Each job's end is reported through BackgroundError; disposal goes on.
+            // Each job's end is reported through BackgroundError; the others still stopped.
+        }
+    }
+
+    /// <summary>
+    /// Releases the runner: stops watching, closes every file descriptor and releases the state directory and
+    /// cgroup root. Running jobs are left running under their supervisors; a new runner on the same state
+    /// directory re-attaches to them. Use <see cref="StopAllAsync"/> first to stop them.
+    /// </summary>
+    public ValueTask DisposeAsync()
+    {
+        if (Interlocked.Exchange(ref _disposed, 1) != 0)
+        {
+            return ValueTask.CompletedTask;
         }
 
-        foreach (var job in _jobs.Values)
-        {
-            job.Log.Dispose();
-        }
-
+        LogWatcher.Dispose();
         CgroupWatcher.Dispose();
         Loop.Dispose();
+        foreach (var job in _jobs.Values)
+        {
+            job.Detach();
+        }
+
         _spawner.Dispose();
         _devNull.Dispose();
-        _tree.Remove();
+        _tree.Dispose();
+        Store.Dispose();
+        return ValueTask.CompletedTask;
     }
 
     private sealed record AccountCache(UserAccount Account, DateTime Passwd, DateTime Group);

@@ -15,8 +15,11 @@ public sealed record JobRunnerOptions
     /// </summary>
     public bool UseDelegatedCgroup { get; init; }
 
-    /// <summary>Private directory for job logs (created 0700). Default <c>/var/lib/jobworker/logs</c>.</summary>
-    public string LogDirectory { get; init; } = "/var/lib/jobworker/logs";
+    /// <summary>
+    /// The state directory (created 0700): one directory per job with its record and its log, locked by one runner at
+    /// a time. Default <c>/var/lib/jobworker</c>. See docs/design-durability.md.
+    /// </summary>
+    public string StateDirectory { get; init; } = "/var/lib/jobworker";
 
     /// <summary>Per-job log size cap in bytes; output past it is discarded and reported. Default 1 GiB.</summary>
     public long LogSizeLimitBytes { get; init; } = 1L << 30;
@@ -32,4 +35,7 @@ public sealed record JobRunnerOptions
 
     /// <summary>Isolation for jobs whose spec does not choose. Default none.</summary>
     public JobIsolation DefaultIsolation { get; init; } = JobIsolation.None;
+
+    /// <summary>Where the runner logs what it reconciles at start-up (re-attached, lost and foreign jobs). Default none.</summary>
+    public Microsoft.Extensions.Logging.ILogger? Logger { get; init; }
 }

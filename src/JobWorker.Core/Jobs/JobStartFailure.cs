@@ -26,4 +26,7 @@ public enum JobStartFailure
 
     /// <summary>The kernel refused to create the process (for example EAGAIN or ENOMEM).</summary>
     SpawnFailed,
+
+    /// <summary>The job could not be recorded in the state directory (for example the disk is full).</summary>
+    StateError,
 }

@@ -1,30 +1,23 @@
 using System.Buffers;
 using System.Numerics;
 using System.Runtime.CompilerServices;
-using System.Runtime.InteropServices;
 using Microsoft.Win32.SafeHandles;
 
 namespace JobWorker.Core.Output;
 
 /// <summary>
-/// A job's output log: the single writer drains the job's pipe into a private file; any number of readers
-/// replay it by offset and follow it live.
+/// A job's output log, read side: the job's supervisor (<c>jobworker-shim</c>) appends the output to the file;
+/// any number of readers replay it by offset and follow it live.
 /// </summary>
 /// <remarks>
 /// <para>
-/// Contract with the engine:
-/// <see cref="Create"/> creates <c>&lt;directory&gt;/&lt;jobId:N&gt;.log</c> with mode 0600.
-/// <see cref="DrainFrom"/> is called on a thread-pool thread each time the non-blocking pipe read end is
-/// readable, never concurrently for one log; it reads until EAGAIN (returns false) or EOF (returns true).
-/// <see cref="Complete"/> is called once after EOF and after the job's final status is known.
-/// </para>
-/// <para>
-/// The file is the only store: the log keeps no bytes in memory, so a job costs one fd and a small object
-/// whatever its output or number of readers. Readers share the writer's fd and read by offset (pread), so open
-/// fds do not grow with readers. <see cref="Length"/> only grows, and is published after the bytes are in the
-/// file, so a reader never sees a length whose bytes are not readable. A reader that has caught up awaits
-/// <see cref="_signal"/>, a task the writer completes (and clears) after every append, on completion and on
-/// disposal: no polling and no timers. See docs/design-output.md.
+/// The file is the only store and the shim its only writer (docs/design-durability.md): the server keeps no
+/// bytes in memory and, while nobody reads, no file descriptor either. Readers share one read-only handle,
+/// opened by the first and closed by the last, and read by offset (pread), so open fds do not grow with
+/// readers. The file only grows; its current size is what readers may read. A reader that has caught up
+/// awaits <see cref="_signal"/>, a task completed (and cleared) when the runner's <see cref="LogWatcher"/>
+/// sees the shim write (inotify <c>IN_MODIFY</c>), on completion and on disposal: no polling and no timers.
+/// See docs/design-output.md.
 /// </para>
 /// </remarks>
 internal sealed class OutputLog : IDisposable
@@ -37,48 +30,40 @@ internal sealed class OutputLog : IDisposable
 
     private const int TailScanBufferSize = 64 * 1024;
 
-    private readonly SafeFileHandle _file;
-    private readonly long _capBytes;
+    private readonly LogWatcher? _watcher;
+    private readonly Lock _handleLock = new();
+    private SafeFileHandle? _handle;
+    private int _handleUsers;
 
-    // Written only by the drain (single writer); read by any reader with Volatile.Read.
-    private long _length;
-    private long _droppedBytes;
-
-    // Set when a write failed (disk full, quota, I/O error): from then on everything is dropped, so the file
-    // stays an exact prefix of the output and offsets keep their meaning.
-    private volatile IOException? _writeFailure;
-
+    private long _finalLength;
     private volatile bool _complete;
     private volatile bool _disposed;
     private int _activeReaders;
 
-    // Null while nobody waits. A reader that catches up installs one; the writer takes it and completes it.
+    // Null while nobody waits. A reader that catches up installs one; a change takes it and completes it.
     private TaskCompletionSource? _signal;
 
-    private OutputLog(SafeFileHandle file, string path, long capBytes)
+    /// <summary>A log at <paramref name="path"/>, which the job's supervisor creates and appends to.</summary>
+    /// <param name="path">The log file.</param>
+    /// <param name="capBytes">The size cap the supervisor enforces (for status while the job runs).</param>
+    /// <param name="watcher">Wakes followers when the file grows; null for a log that is already complete.</param>
+    public OutputLog(string path, long capBytes, LogWatcher? watcher)
     {
-        _file = file;
+        ArgumentException.ThrowIfNullOrEmpty(path);
+        ArgumentOutOfRangeException.ThrowIfNegativeOrZero(capBytes);
         Path = path;
-        _capBytes = capBytes;
+        CapBytes = capBytes;
+        _watcher = watcher;
     }
 
     /// <summary>The log file's path.</summary>
     public string Path { get; }
 
     /// <summary>The log's size cap in bytes.</summary>
-    public long CapBytes => _capBytes;
+    public long CapBytes { get; }
 
-    /// <summary>Bytes stored in the log file (never more than <see cref="CapBytes"/>).</summary>
-    public long Length => Volatile.Read(ref _length);
-
-    /// <summary>Bytes the job wrote that were discarded (cap reached or the disk refused them).</summary>
-    public long DroppedBytes => Volatile.Read(ref _droppedBytes);
-
-    /// <summary>Whether any output was discarded.</summary>
-    public bool Truncated => DroppedBytes > 0;
-
-    /// <summary>Why the log stopped storing output before its cap (e.g. disk full), or <see langword="null"/>.</summary>
-    public IOException? WriteFailure => _writeFailure;
+    /// <summary>Bytes stored in the log file: final once complete, the file's current size before.</summary>
+    public long Length => _complete ? Volatile.Read(ref _finalLength) : FileLength();
 
     /// <summary>Whether <see cref="Complete"/> was called: no byte will be added.</summary>
     public bool IsComplete => _complete;
@@ -86,100 +71,24 @@ internal sealed class OutputLog : IDisposable
     /// <summary>Readers currently enumerating (diagnostics and tests).</summary>
     internal int ActiveReaders => Volatile.Read(ref _activeReaders);
 
-    /// <summary>
-    /// Creates the log file <c>&lt;directory&gt;/&lt;jobId:N&gt;.log</c>, mode 0600 from the first moment (the mode
-    /// is given to <c>open(2)</c>, so there is no window in which another user could open it).
-    /// </summary>
-    /// <param name="directory">An existing private directory (the runner creates it 0700).</param>
-    /// <param name="jobId">The job's id; names the file.</param>
-    /// <param name="capBytes">Size cap in bytes; output past it is read and discarded.</param>
-    /// <exception cref="IOException">The file exists already, or the directory is missing or not writable.</exception>
-    public static OutputLog Create(string directory, Guid jobId, long capBytes)
-    {
-        ArgumentException.ThrowIfNullOrEmpty(directory);
-        ArgumentOutOfRangeException.ThrowIfNegativeOrZero(capBytes);
-
-        var path = System.IO.Path.Combine(directory, $"{jobId:N}.log");
-
-        // O_EXCL: a log is never shared with, or reused from, another job. O_NOFOLLOW: never write through a
-        // symlink someone planted. O_CLOEXEC: jobs spawned later must not inherit it.
-        const int Flags = Interop.Io.O_RDWR | Interop.Io.O_CREAT | Interop.Io.O_EXCL | Interop.Io.O_NOFOLLOW | Interop.Io.O_CLOEXEC;
-        int fd = Interop.Io.Open(path, Flags, 0b110_000_000 /* 0600 */);
-        if (fd < 0)
-        {
-            int errno = Marshal.GetLastPInvokeError();
-            var reason = errno == Interop.Io.EEXIST
-                ? "it already exists (job ids must be unique per log directory)"
-                : Marshal.GetPInvokeErrorMessage(errno);
-            throw new IOException($"Cannot create output log '{path}': {reason}. Check that '{directory}' exists and is writable by the server.", errno);
-        }
-
-        return new OutputLog(new SafeFileHandle(fd, ownsHandle: true), path, capBytes);
-    }
+    /// <summary>The inotify watch descriptor, owned by <see cref="LogWatcher"/>; -1 when not watched.</summary>
+    internal int WatchDescriptor { get; set; } = -1;
 
     /// <summary>
-    /// Reads everything the non-blocking <paramref name="pipe"/> holds into the log, and wakes waiting readers.
+    /// Marks the log complete at <paramref name="length"/> bytes: no more bytes will come. Followers end after the
+    /// last byte. Idempotent.
     /// </summary>
-    /// <returns><see langword="true"/> at end of file (every writer closed the pipe); <see langword="false"/> when the
-    /// pipe is empty for now (EAGAIN).</returns>
-    /// <remarks>
-    /// Never blocks on the job and never fails because of the log: past the cap, or once the disk refused a write,
-    /// bytes are still read (so the job's writes never stall) and counted in <see cref="DroppedBytes"/>. Must not be
-    /// called concurrently for one log.
-    /// </remarks>
-    /// <exception cref="IOException">Reading the pipe failed with something other than EAGAIN or EINTR (e.g. EBADF).</exception>
-    public unsafe bool DrainFrom(SafeFileHandle pipe)
+    public void Complete(long length)
     {
-        ArgumentNullException.ThrowIfNull(pipe);
-        ObjectDisposedException.ThrowIf(_disposed, this);
-
-        var buffer = DrainBufferPool.Rent();
-        try
+        ArgumentOutOfRangeException.ThrowIfNegative(length);
+        if (_complete)
         {
-            fixed (byte* start = buffer)
-            {
-                while (true)
-                {
-                    // One read takes everything the pipe holds (up to 1 MiB); it is published at once, so readers
-                    // see a trickling job's every write immediately. Coalescing reads would only delay them: a
-                    // read shorter than the buffer means the pipe was empty at that moment anyway.
-                    nint n = Interop.Io.Read(pipe, start, buffer.Length);
-                    if (n > 0)
-                    {
-                        Append(start, (int)n);
-                        continue;
-                    }
-
-                    if (n == 0)
-                    {
-                        return true;
-                    }
-
-                    int errno = Marshal.GetLastPInvokeError();
-                    if (errno == Interop.Io.EAGAIN)
-                    {
-                        return false;
-                    }
-
-                    if (errno != Interop.Io.EINTR)
-                    {
-                        throw Interop.Io.ErrnoException(errno, "read from the job's output pipe");
-                    }
-                }
-            }
+            return;
         }
-        finally
-        {
-            DrainBufferPool.Return(buffer);
-        }
-    }
 
-    /// <summary>
-    /// Marks the log complete: no more bytes will come. Followers end after the last byte. Idempotent.
-    /// </summary>
-    public void Complete()
-    {
+        Volatile.Write(ref _finalLength, length);
         _complete = true;
+        _watcher?.Unwatch(this);
         Signal();
     }
 
@@ -214,10 +123,11 @@ internal sealed class OutputLog : IDisposable
         return ReadCoreAsync(options, cancellationToken);
     }
 
-    /// <summary>Deletes the log file. Readers that are open keep reading through the shared handle until disposal.</summary>
-    public void Delete() => File.Delete(Path);
+    /// <summary>Wakes waiting readers: the file may have grown (called by <see cref="LogWatcher"/>).</summary>
+    internal void Signal() => Interlocked.Exchange(ref _signal, null)?.TrySetResult();
 
-    /// <summary>Closes the file. Waiting readers wake and fail with <see cref="ObjectDisposedException"/>.</summary>
+    /// <summary>Closes the shared handle (readers still reading fail). Waiting readers wake and fail with
+    /// <see cref="ObjectDisposedException"/>.</summary>
     public void Dispose()
     {
         if (_disposed)
@@ -226,10 +136,15 @@ internal sealed class OutputLog : IDisposable
         }
 
         _disposed = true;
+        _watcher?.Unwatch(this);
+        lock (_handleLock)
+        {
+            // SafeHandle reference counting defers the close until a pread in progress returns, so a reader can
+            // never read from an fd number that was closed and reused.
+            _handle?.Dispose();
+            _handle = null;
+        }
 
-        // SafeHandle reference counting defers the close until a pread in progress returns, so a reader can never
-        // read from an fd number that was closed and reused.
-        _file.Dispose();
         Signal();
     }
 
@@ -237,10 +152,11 @@ internal sealed class OutputLog : IDisposable
     {
         Interlocked.Increment(ref _activeReaders);
         byte[]? buffer = null;
+        var handle = AcquireHandle();
         try
         {
             cancellationToken.ThrowIfCancellationRequested();
-            long position = options.TailLines is int lines ? FindTailStart(lines) : options.FromOffset;
+            long position = options.TailLines is int lines ? FindTailStart(handle, lines) : options.FromOffset;
 
             while (true)
             {
@@ -249,7 +165,7 @@ internal sealed class OutputLog : IDisposable
 
                 // Completion is read before the length: if it says complete, the length read after it is final.
                 bool complete = _complete;
-                long length = Length;
+                long length = complete ? Volatile.Read(ref _finalLength) : CurrentLength(handle);
                 if (position < length)
                 {
                     long available = length - position;
@@ -259,7 +175,7 @@ internal sealed class OutputLog : IDisposable
                         buffer = ArrayPool<byte>.Shared.Rent(ReadBufferSizeFor(available));
                     }
 
-                    int read = RandomAccess.Read(_file, buffer.AsSpan(0, (int)Math.Min(buffer.Length, available)), position);
+                    int read = handle is null ? 0 : RandomAccess.Read(handle, buffer.AsSpan(0, (int)Math.Min(buffer.Length, available)), position);
                     if (read <= 0)
                     {
                         throw new IOException($"Output log '{Path}' is shorter than the {length} bytes recorded; was it modified outside the server?");
@@ -278,14 +194,71 @@ internal sealed class OutputLog : IDisposable
                 // Caught up: give the buffer back before a wait that may last for hours, so idle followers hold
                 // no buffer at all.
                 ReturnReadBuffer(ref buffer);
-                await WaitForChangeAsync(length, cancellationToken).ConfigureAwait(false);
+                await WaitForChangeAsync(handle, length, cancellationToken).ConfigureAwait(false);
+                handle ??= AcquireHandleIfCreated();
             }
         }
         finally
         {
             ReturnReadBuffer(ref buffer);
+            ReleaseHandle(handle);
             Interlocked.Decrement(ref _activeReaders);
         }
+    }
+
+    /// <summary>The shared read handle (opened by the first reader); null while the file does not exist yet.</summary>
+    private SafeFileHandle? AcquireHandle()
+    {
+        lock (_handleLock)
+        {
+            ThrowIfDisposed();
+            if (_handle is null)
+            {
+                try
+                {
+                    _handle = File.OpenHandle(Path, FileMode.Open, FileAccess.Read, FileShare.ReadWrite | FileShare.Delete);
+                }
+                catch (FileNotFoundException)
+                {
+                    return null;
+                }
+                catch (DirectoryNotFoundException)
+                {
+                    return null;
+                }
+            }
+
+            _handleUsers++;
+            return _handle;
+        }
+    }
+
+    private SafeFileHandle? AcquireHandleIfCreated() => File.Exists(Path) ? AcquireHandle() : null;
+
+    private void ReleaseHandle(SafeFileHandle? handle)
+    {
+        if (handle is null)
+        {
+            return;
+        }
+
+        lock (_handleLock)
+        {
+            if (--_handleUsers == 0 && ReferenceEquals(_handle, handle))
+            {
+                // The last reader closes it: a job nobody reads costs the server no file descriptor.
+                _handle.Dispose();
+                _handle = null;
+            }
+        }
+    }
+
+    private static long CurrentLength(SafeFileHandle? handle) => handle is null ? 0 : RandomAccess.GetLength(handle);
+
+    private long FileLength()
+    {
+        var info = new FileInfo(Path);
+        return info.Exists ? info.Length : 0;
     }
 
     private static int ReadBufferSizeFor(long available)
@@ -303,7 +276,7 @@ internal sealed class OutputLog : IDisposable
     /// <summary>
     /// Completes when the length differs from <paramref name="knownLength"/>, the log completes or is disposed.
     /// </summary>
-    private Task WaitForChangeAsync(long knownLength, CancellationToken cancellationToken)
+    private Task WaitForChangeAsync(SafeFileHandle? handle, long knownLength, CancellationToken cancellationToken)
     {
         var signal = Volatile.Read(ref _signal);
         if (signal is null)
@@ -312,9 +285,10 @@ internal sealed class OutputLog : IDisposable
             signal = Interlocked.CompareExchange(ref _signal, fresh, null) ?? fresh;
         }
 
-        // Checked after the signal is installed: a writer that appended before the install is seen here; one that
-        // appends after it takes and completes this signal (the interlocked operations order the two).
-        if (Length != knownLength || _complete || _disposed)
+        // Watch the file (once per log), then look: a write before the watch is seen by the look, a write after
+        // it raises an event that completes this signal.
+        _watcher?.Watch(this);
+        if (_complete || _disposed || (handle is null ? File.Exists(Path) : CurrentLength(handle) != knownLength))
         {
             return Task.CompletedTask;
         }
@@ -323,60 +297,15 @@ internal sealed class OutputLog : IDisposable
         return signal.Task.WaitAsync(cancellationToken);
     }
 
-    private void Signal() => Interlocked.Exchange(ref _signal, null)?.TrySetResult();
-
-    private unsafe void Append(byte* data, int count)
-    {
-        long length = _length;
-        long room = _writeFailure is null ? _capBytes - length : 0;
-        int toWrite = (int)Math.Clamp(room, 0, count);
-        int written = 0;
-        while (written < toWrite)
-        {
-            nint n = Interop.Io.PWrite(_file, data + written, toWrite - written, length + written);
-            if (n > 0)
-            {
-                written += (int)n;
-                continue;
-            }
-
-            int errno = n == 0 ? Interop.Io.ENOSPC : Marshal.GetLastPInvokeError();
-            if (errno == Interop.Io.EINTR)
-            {
-                continue;
-            }
-
-            // ENOSPC, EDQUOT, EFBIG, EIO…: the server must not fail, and the job must not block. Stop storing
-            // (a later retry would leave a hole and break offsets) and count the rest as dropped.
-            _writeFailure = Interop.Io.ErrnoException(errno, $"write to output log '{Path}'");
-            break;
-        }
-
-        if (written > 0)
-        {
-            Volatile.Write(ref _length, length + written);
-        }
-
-        if (written < count)
-        {
-            Interlocked.Add(ref _droppedBytes, count - written);
-        }
-
-        if (written > 0)
-        {
-            Signal();
-        }
-    }
-
     /// <summary>The offset where the last <paramref name="lines"/> lines start, for the bytes stored now.</summary>
     /// <remarks>
     /// A line ends at '\n'; a final run of bytes without one is a line too. So with a trailing newline we skip it and
     /// stop after the N-th newline before it; without, after the N-th newline from the end.
     /// </remarks>
-    private long FindTailStart(int lines)
+    private long FindTailStart(SafeFileHandle? handle, int lines)
     {
-        long end = Length;
-        if (lines == 0 || end == 0)
+        long end = _complete ? Volatile.Read(ref _finalLength) : CurrentLength(handle);
+        if (lines == 0 || end == 0 || handle is null)
         {
             return end;
         }
@@ -392,7 +321,7 @@ internal sealed class OutputLog : IDisposable
                 int size = (int)Math.Min(TailScanBufferSize, scanEnd);
                 long scanStart = scanEnd - size;
                 var span = buffer.AsSpan(0, size);
-                int read = RandomAccess.Read(_file, span, scanStart);
+                int read = RandomAccess.Read(handle, span, scanStart);
                 if (read != size)
                 {
                     throw new IOException($"Output log '{Path}' is shorter than the {end} bytes recorded; was it modified outside the server?");

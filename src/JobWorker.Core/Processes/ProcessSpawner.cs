@@ -11,8 +11,6 @@ namespace JobWorker.Core.Processes;
 /// </summary>
 internal sealed class ProcessSpawner : IDisposable
 {
-    private const int SIGKILL = 9;
-
     private readonly BlockingCollection<WorkItem> _queue = new();
     private readonly Thread _thread;
 
@@ -95,7 +93,7 @@ internal sealed class ProcessSpawner : IDisposable
                 CgroupFd = cgroup,
                 Uid = request.Credentials?.Uid ?? 0,
                 Gid = request.Credentials?.Gid ?? 0,
-                PdeathSignal = SIGKILL,
+                PdeathSignal = request.ParentDeathSignal,
                 StatusFd = status,
             };
 

@@ -27,6 +27,9 @@ internal sealed record SpawnRequest
 
     public bool NewSession { get; init; } = true;
 
+    /// <summary>Signal the child gets when the spawning thread dies (<c>PR_SET_PDEATHSIG</c>); 0 for none.</summary>
+    public int ParentDeathSignal { get; init; } = Interop.Sys.SIGKILL;
+
     /// <summary>CLONE_NEW* flags for the clone3 call; non-zero only with <see cref="UseInit"/>.</summary>
     public ulong NamespaceFlags { get; init; }
 

@@ -28,8 +28,14 @@ public sealed class ServerOptions
     /// <summary>Use the service's own delegated cgroup (systemd <c>Delegate=yes</c>) instead of <see cref="CgroupRoot"/>.</summary>
     public bool UseDelegatedCgroup { get; set; }
 
-    /// <summary>Private directory for job logs (0700).</summary>
-    public string LogDirectory { get; set; } = "/var/lib/jobworker/logs";
+    /// <summary>The state directory (0700): each job's record and log. Locked by one server at a time.</summary>
+    public string StateDirectory { get; set; } = "/var/lib/jobworker";
+
+    /// <summary>
+    /// Stop every job (within its grace) when the server shuts down. Off by default: jobs outlive the server and a
+    /// restarted server re-attaches to them (upgrade-friendly; see docs/design-durability.md).
+    /// </summary>
+    public bool StopJobsOnShutdown { get; set; }
 
     /// <summary>Per-job log size cap in bytes.</summary>
     public long LogSizeLimitBytes { get; set; } = 1L << 30;
@@ -91,7 +97,7 @@ public sealed class ServerOptions
             }
         }
 
-        foreach (var (name, value) in new[] { (nameof(CaCertificate), CaCertificate), (nameof(ServerCertificate), ServerCertificate), (nameof(ServerKey), ServerKey), (nameof(LogDirectory), LogDirectory) })
+        foreach (var (name, value) in new[] { (nameof(CaCertificate), CaCertificate), (nameof(ServerCertificate), ServerCertificate), (nameof(ServerKey), ServerKey), (nameof(StateDirectory), StateDirectory) })
         {
             if (string.IsNullOrWhiteSpace(value))
             {

@@ -39,10 +39,10 @@ internal static partial class Log
     [LoggerMessage(12, LogLevel.Information, "Listening for gRPC on {Address} (mutual TLS 1.3, HTTP/2); cgroup controllers: {Controllers}")]
     public static partial void Listening(ILogger logger, string address, string controllers);
 
-    [LoggerMessage(13, LogLevel.Information, "Shutting down: stopping {Count} running job(s) within their grace period")]
-    public static partial void ShuttingDown(ILogger logger, int count);
+    [LoggerMessage(13, LogLevel.Information, "Shutting down with {Count} running job(s); stopping them: {StopJobs} (StopJobsOnShutdown; otherwise they keep running and the next server re-attaches to them)")]
+    public static partial void ShuttingDown(ILogger logger, int count, bool stopJobs);
 
-    [LoggerMessage(14, LogLevel.Information, "All jobs stopped and the cgroup subtree removed")]
+    [LoggerMessage(14, LogLevel.Information, "Shutdown complete: the state directory and cgroup root are released")]
     public static partial void ShutdownComplete(ILogger logger);
 
     [LoggerMessage(15, LogLevel.Warning, "{Problem}")]

@@ -159,43 +159,53 @@ public sealed class JobRunnerHost : IHostedLifecycleService, IAsyncDisposable
         {
             CgroupRoot = string.IsNullOrWhiteSpace(_options.CgroupRoot) ? null : _options.CgroupRoot,
             UseDelegatedCgroup = _options.UseDelegatedCgroup,
-            LogDirectory = _options.LogDirectory,
+            StateDirectory = _options.StateDirectory,
             LogSizeLimitBytes = _options.LogSizeLimitBytes,
             User = _options.JobUser,
             Group = _options.JobGroup,
             DefaultStopGrace = _options.DefaultStopGrace,
             DefaultIsolation = _options.DefaultIsolation,
+            Logger = _logger,
         });
         _runner.BackgroundError += (_, e) => Log.JobBackgroundError(_logger, e.Exception, e.JobId, e.Operation);
+
+        // Jobs re-attached from the state directory count against their owners' caps like new ones.
+        foreach (var job in _runner.Jobs.Where(j => !j.HasEnded))
+        {
+            var owner = job.Spec.Owner ?? string.Empty;
+            lock (_lock)
+            {
+                _running[owner] = _running.GetValueOrDefault(owner) + 1;
+            }
+
+            _ = WatchAsync(job, owner);
+        }
+
         return Task.CompletedTask;
     }
 
     public Task StartedAsync(CancellationToken cancellationToken) => Task.CompletedTask;
 
     /// <summary>
-    /// Runs before Kestrel stops: refuse new jobs, then stop every job within its grace. Followers then see their
-    /// jobs end and finish normally, so Kestrel's drain that follows is short.
+    /// Runs before Kestrel stops: refuse new jobs. By default jobs keep running under their supervisors and a
+    /// restarted server re-attaches to them; with <see cref="ServerOptions.StopJobsOnShutdown"/> every job is
+    /// stopped within its grace first, and followers see their jobs end and finish normally.
     /// </summary>
     public async Task StoppingAsync(CancellationToken cancellationToken)
     {
         _stopping = true;
         if (_runner is { } runner && Volatile.Read(ref _disposed) == 0)
         {
-            var jobs = runner.Jobs.ToList();
-            Log.ShuttingDown(_logger, jobs.Count(j => !j.Status.HasEnded));
-            // Stop first, then let followers read to the end and send the final status, then close the logs:
-            // disposing the runner at once would cut followers off in the middle of the output's tail.
-            try
+            var running = runner.Jobs.Count(j => !j.HasEnded);
+            Log.ShuttingDown(_logger, running, _options.StopJobsOnShutdown);
+            if (_options.StopJobsOnShutdown)
             {
-                await Task.WhenAll(jobs.Select(j => j.StopAsync(cancellationToken: cancellationToken))).ConfigureAwait(false);
-            }
-#pragma warning disable CA1031 // A job that fails to stop is killed by the runner's disposal below; shutdown goes on.
-            catch (Exception)
-#pragma warning restore CA1031
-            {
+                // Stop first, then let followers read to the end and send the final status, then close the logs:
+                // disposing the runner at once would cut followers off in the middle of the output's tail.
+                await runner.StopAllAsync(cancellationToken: cancellationToken).ConfigureAwait(false);
+                await WaitForStreamsAsync(TimeSpan.FromSeconds(5), cancellationToken).ConfigureAwait(false);
             }
 
-            await WaitForStreamsAsync(TimeSpan.FromSeconds(5), cancellationToken).ConfigureAwait(false);
             await DisposeRunnerAsync().ConfigureAwait(false);
             Log.ShutdownComplete(_logger);
         }

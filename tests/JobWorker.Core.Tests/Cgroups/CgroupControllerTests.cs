@@ -236,7 +236,7 @@ public sealed class CgroupControllerTests
         try
         {
             // root: the io job writes the scratch device.
-            var runner = JobRunner.Create(new JobRunnerOptions { UseDelegatedCgroup = true, LogDirectory = logs, User = "root", Group = "root" });
+            var runner = JobRunner.Create(new JobRunnerOptions { UseDelegatedCgroup = true, StateDirectory = logs, User = "root", Group = "root" });
             string Output(Job job) => File.ReadAllText(Path.Combine(logs, $"{job.Id:N}.log"));
             try
             {

@@ -39,31 +39,43 @@ public sealed class CgroupTreeTests
     }
 
     [Fact(Timeout = 30_000)]
-    public async Task Create_StaleGroupsOfCrashedRun_KilledAndRemoved()
+    public async Task Create_GroupsWithoutRecord_LeftUntouched()
     {
-        // Arrange: a "crashed run" left a job group with a live process in it.
-        var root = Path.Combine(TestRunner.CgroupMount, "jobworker-test-stale-" + Guid.NewGuid().ToString("N")[..8]);
-        var stale = Path.Combine(root, "0123456789abcdef");
-        Directory.CreateDirectory(stale);
-        using var orphan = Process.Start(new ProcessStartInfo("/bin/sleep", "60") { RedirectStandardOutput = false })!;
-        File.WriteAllText(Path.Combine(stale, "cgroup.procs"), orphan.Id.ToString(CultureInfo.InvariantCulture));
-
-        // Act
-        var logs = Path.Combine(Path.GetTempPath(), "jobworker-test-logs-" + Guid.NewGuid().ToString("N")[..8]);
-        var runner = JobRunner.Create(new JobRunnerOptions { CgroupRoot = root, LogDirectory = logs });
+        // Arrange: the cgroup root holds groups this runner never created (another tool's, or another server's),
+        // one with a live process in it. The test created them and removes them itself.
+        var root = Path.Combine(TestRunner.CgroupMount, "jobworker-test-foreign-" + Guid.NewGuid().ToString("N")[..8]);
+        var foreign = Path.Combine(root, "0123456789abcdef0123456789abcdef");
+        var other = Path.Combine(root, "not-a-job");
+        Directory.CreateDirectory(foreign);
+        Directory.CreateDirectory(other);
+        using var process = Process.Start(new ProcessStartInfo("/bin/sleep", "60"))!;
+        var state = Path.Combine(Path.GetTempPath(), "jobworker-test-state-" + Guid.NewGuid().ToString("N")[..8]);
         try
         {
-            // Assert
-            Assert.False(Directory.Exists(stale));
-            await orphan.WaitForExitAsync(Ct);
+            File.WriteAllText(Path.Combine(foreign, "cgroup.procs"), process.Id.ToString(CultureInfo.InvariantCulture));
+
+            // Act: a runner starts on that root, runs a job and stops everything it has.
+            var runner = JobRunner.Create(new JobRunnerOptions { CgroupRoot = root, StateDirectory = state });
+            var job = runner.Start(new JobSpec("/bin/true"));
+            await job.Completion.WaitAsync(Ct);
+            await runner.StopAllAsync(cancellationToken: Ct);
+            await runner.DisposeAsync();
+
+            // Assert: nothing it has no record of was touched.
+            Assert.True(Directory.Exists(foreign));
+            Assert.True(Directory.Exists(other));
+            Assert.False(process.HasExited);
+            Assert.Contains(process.Id.ToString(CultureInfo.InvariantCulture), File.ReadAllText(Path.Combine(foreign, "cgroup.procs")), StringComparison.Ordinal);
+            Assert.False(Directory.Exists(Path.Combine(root, job.Id.ToString("N"))));
         }
         finally
         {
-            await runner.DisposeAsync();
-            Directory.Delete(logs, recursive: true);
-            if (Directory.Exists(root))
+            process.Kill();
+            await process.WaitForExitAsync(Ct);
+            TestRunner.KillAndRemove(root);
+            if (Directory.Exists(state))
             {
-                Directory.Delete(root); // the runner did not create it, so it leaves it
+                Directory.Delete(state, recursive: true);
             }
         }
     }
@@ -124,7 +136,7 @@ public sealed class CgroupTreeTests
     {
         Assert.SkipUnless(JobWorker.Core.Cgroups.CgroupMount.FindOwnCgroup() == "/", "this process is not in the root cgroup");
 
-        var ex = Assert.Throws<JobWorkerException>(() => JobRunner.Create(new JobRunnerOptions { UseDelegatedCgroup = true, LogDirectory = "/tmp/jobworker-never-created" }));
+        var ex = Assert.Throws<JobWorkerException>(() => JobRunner.Create(new JobRunnerOptions { UseDelegatedCgroup = true, StateDirectory = "/tmp/jobworker-never-created" }));
 
         Assert.Contains("not a delegated subtree", ex.Message, StringComparison.Ordinal);
         Assert.False(Directory.Exists("/tmp/jobworker-never-created"));

@@ -5,19 +5,20 @@ namespace JobWorker.Core.Tests.Infrastructure;
 
 /// <summary>
 /// A <see cref="JobRunner"/> with its own cgroup subtree (<c>&lt;cgroup2&gt;/jobworker-test-&lt;random&gt;</c>) and
-/// log directory, both removed on dispose so tests running in parallel never see each other's groups.
+/// state directory, both removed on dispose (after stopping every job) so tests running in parallel never see each
+/// other's groups.
 /// </summary>
 internal sealed class TestRunner : IAsyncDisposable
 {
-    private TestRunner(JobRunner runner, string logDirectory)
+    private TestRunner(JobRunner runner, string stateDirectory)
     {
         Runner = runner;
-        LogDirectory = logDirectory;
+        StateDirectory = stateDirectory;
     }
 
-    public JobRunner Runner { get; }
+    public JobRunner Runner { get; private set; }
 
-    public string LogDirectory { get; }
+    public string StateDirectory { get; }
 
     /// <summary>The tests' dummy job (tests/JobWorker.TestProcess), built next to the tests.</summary>
     public static string TestProcess { get; } = LocateTestProcess();
@@ -27,23 +28,23 @@ internal sealed class TestRunner : IAsyncDisposable
     public static TestRunner Create(Func<JobRunnerOptions, JobRunnerOptions>? configure = null)
     {
         var suffix = Guid.NewGuid().ToString("N")[..12];
-        var logs = Path.Combine(Path.GetTempPath(), "jobworker-test-logs-" + suffix);
+        var logs = Path.Combine(Path.GetTempPath(), "jobworker-test-state-" + suffix);
         var options = new JobRunnerOptions
         {
             CgroupRoot = Path.Combine(CgroupMount, "jobworker-test-" + suffix),
-            LogDirectory = logs,
+            StateDirectory = logs,
             DefaultStopGrace = TimeSpan.FromSeconds(2),
         };
         options = configure?.Invoke(options) ?? options;
         try
         {
-            return new TestRunner(JobRunner.Create(options), logs);
+            return new TestRunner(JobRunner.Create(options), options.StateDirectory);
         }
         catch
         {
-            if (Directory.Exists(logs))
+            if (Directory.Exists(options.StateDirectory))
             {
-                Directory.Delete(logs, recursive: true);
+                Directory.Delete(options.StateDirectory, recursive: true);
             }
 
             throw;
@@ -52,8 +53,35 @@ internal sealed class TestRunner : IAsyncDisposable
 
     public Job Start(params string[] args) => Runner.Start(new JobSpec(TestProcess, args));
 
+    /// <summary>The job's log file.</summary>
+    public string LogPath(Job job) => LogPath(job.Id);
+
+    /// <inheritdoc cref="LogPath(Job)"/>
+    public string LogPath(Guid id) => Path.Combine(JobDirectory(id), "output.log");
+
+    /// <summary>The job's directory in the state directory (record, log, supervisor status).</summary>
+    public string JobDirectory(Guid id) => Path.Combine(StateDirectory, "jobs", id.ToString("N"));
+
+    /// <summary>Every job directory in the state directory (each holds a record, a log and a supervisor status).</summary>
+    public IEnumerable<string> JobDirectories()
+    {
+        var jobs = Path.Combine(StateDirectory, "jobs");
+        return Directory.Exists(jobs) ? Directory.EnumerateDirectories(jobs) : [];
+    }
+
     /// <summary>The job's output as stored in its log file.</summary>
-    public string Output(Job job) => Encoding.UTF8.GetString(File.ReadAllBytes(Path.Combine(LogDirectory, $"{job.Id:N}.log")));
+    public string Output(Job job) => Encoding.UTF8.GetString(File.ReadAllBytes(LogPath(job)));
+
+    /// <summary>
+    /// Disposes the runner, leaving its jobs running, and creates a new one on the same state directory and cgroup
+    /// root: what a server restart does.
+    /// </summary>
+    public async Task RestartAsync(Func<JobRunnerOptions, JobRunnerOptions>? configure = null)
+    {
+        var options = Runner.Options;
+        await Runner.DisposeAsync();
+        Runner = JobRunner.Create(configure?.Invoke(options) ?? options);
+    }
 
     /// <summary>
     /// Waits until the job's log contains <paramref name="text"/> (a readiness marker printed by the test process).
@@ -98,16 +126,65 @@ internal sealed class TestRunner : IAsyncDisposable
     public async ValueTask DisposeAsync()
     {
         var root = Runner.CgroupRoot;
+        await Runner.StopAllAsync();
         await Runner.DisposeAsync();
-        if (Directory.Exists(LogDirectory))
+        var left = Directory.Exists(root) ? Directory.GetDirectories(root) : [];
+
+        // Whatever happened, nothing of this test may keep running: the subtree is this test's own.
+        foreach (var group in left)
         {
-            Directory.Delete(LogDirectory, recursive: true);
+            KillAndRemove(group);
+        }
+
+        if (Directory.Exists(root))
+        {
+            _ = Directory.GetDirectories(root).Length == 0 && TryRemoveDirectory(root);
+        }
+
+        if (Directory.Exists(StateDirectory))
+        {
+            Directory.Delete(StateDirectory, recursive: true);
         }
 
         // A test must not leave its subtree behind: if the runner failed to, fail loudly here.
-        if (Directory.Exists(root))
+        if (left.Length > 0 || Directory.Exists(root))
         {
-            throw new InvalidOperationException($"cgroup subtree {root} was not removed");
+            throw new InvalidOperationException($"cgroup subtree {root} was not removed by the runner (left: {string.Join(", ", left)})");
+        }
+    }
+
+    /// <summary>Kills everything in a cgroup of this test's own subtree and removes it (children first).</summary>
+    public static void KillAndRemove(string group)
+    {
+        foreach (var child in Directory.GetDirectories(group))
+        {
+            KillAndRemove(child);
+        }
+
+        try
+        {
+            File.WriteAllText(Path.Combine(group, "cgroup.kill"), "1");
+        }
+        catch (IOException)
+        {
+        }
+
+        for (var i = 0; i < 100 && Directory.Exists(group) && !TryRemoveDirectory(group); i++)
+        {
+            Thread.Sleep(10);
+        }
+    }
+
+    private static bool TryRemoveDirectory(string path)
+    {
+        try
+        {
+            Directory.Delete(path);
+            return true;
+        }
+        catch (IOException)
+        {
+            return false;
         }
     }
 

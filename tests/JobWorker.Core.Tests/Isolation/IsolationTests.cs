@@ -79,38 +79,43 @@ public sealed class IsolationTests
     }
 
     [Fact(Timeout = 30_000)]
-    public async Task Start_MountIsolated_LogDirectoryAndOtherJobsLogsAreHidden()
+    public async Task Start_MountIsolated_StateDirectoryAndOtherJobsLogsAreHidden()
     {
-        // A log directory outside /tmp (the private /tmp alone would hide one below it) that the job's user may
-        // list, so only the mount namespace can be what hides it.
+        // A state directory outside /tmp (the private /tmp alone would hide one below it) that the job's user may
+        // list, with another job's log opened up to everyone, so only the mount namespace can be what hides it.
         var logs = Path.Combine("/var/tmp", "jobworker-iso-logs-" + Guid.NewGuid().ToString("N")[..12]);
         Directory.CreateDirectory(logs);
         File.SetUnixFileMode(logs, (UnixFileMode)0b111_101_101);
         try
         {
-            await using var t = TestRunner.Create(o => o with { LogDirectory = logs });
+            await using var t = TestRunner.Create(o => o with { StateDirectory = logs });
             var other = t.Runner.Start(new JobSpec(TestRunner.TestProcess, ["echo", "secret"]));
             await other.Completion.WaitAsync(Ct);
-            var log = Path.Combine(logs, $"{other.Id:N}.log");
+            var log = t.LogPath(other);
+            File.SetUnixFileMode(Path.Combine(logs, "jobs"), (UnixFileMode)0b111_101_101);
+            File.SetUnixFileMode(t.JobDirectory(other.Id), (UnixFileMode)0b111_101_101);
             File.SetUnixFileMode(log, (UnixFileMode)0b110_100_100);
-            var probe = $"ls -A {logs}; cat {log} 2>&1; echo rc=$?";
+            var probe = $"ls -A {logs}/jobs; cat {log} 2>&1; echo rc=$?";
 
             var isolated = t.Runner.Start(Shell(probe, JobIsolation.Mount));
             await isolated.Completion.WaitAsync(Ct);
             var shared = t.Runner.Start(Shell(probe, JobIsolation.None));
             await shared.Completion.WaitAsync(Ct);
 
-            var isolatedOutput = File.ReadAllText(Path.Combine(logs, $"{isolated.Id:N}.log"));
-            var sharedOutput = File.ReadAllText(Path.Combine(logs, $"{shared.Id:N}.log"));
+            var isolatedOutput = t.Output(isolated);
+            var sharedOutput = t.Output(shared);
             Assert.DoesNotContain("secret", isolatedOutput, StringComparison.Ordinal);
             Assert.Contains("No such file or directory", isolatedOutput, StringComparison.Ordinal);
             Assert.EndsWith("rc=1\n", isolatedOutput, StringComparison.Ordinal);
-            Assert.Contains($"{other.Id:N}.log", sharedOutput, StringComparison.Ordinal);
+            Assert.Contains($"{other.Id:N}", sharedOutput, StringComparison.Ordinal);
             Assert.Contains("secret", sharedOutput, StringComparison.Ordinal);
         }
         finally
         {
-            Directory.Delete(logs, recursive: true);
+            if (Directory.Exists(logs))
+            {
+                Directory.Delete(logs, recursive: true);
+            }
         }
     }
 

@@ -66,7 +66,7 @@ public sealed class JobLifecycleTests
 
         Assert.Equal(JobState.Exited, status.State);
         Assert.Equal(5_000_000, status.LogBytes);
-        Assert.Equal(5_000_000, new FileInfo(Path.Combine(t.LogDirectory, $"{job.Id:N}.log")).Length);
+        Assert.Equal(5_000_000, new FileInfo(t.LogPath(job)).Length);
     }
 
     [Fact(Timeout = 30_000)]
@@ -270,7 +270,7 @@ public sealed class JobLifecycleTests
     {
         await using var t = TestRunner.Create();
         var job = t.Start("echo", "x", "sleep", "30");
-        var logPath = Path.Combine(t.LogDirectory, $"{job.Id:N}.log");
+        var logPath = t.LogPath(job);
 
         Assert.Throws<InvalidOperationException>(() => t.Runner.Remove(job));
         Assert.True(t.Runner.TryGetJob(job.Id, out var found));
@@ -291,7 +291,7 @@ public sealed class JobLifecycleTests
         var job = t.Start("exit", "0");
         await job.Completion.WaitAsync(Ct);
 
-        Assert.Equal(UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute, File.GetUnixFileMode(t.LogDirectory));
-        Assert.Equal(UnixFileMode.UserRead | UnixFileMode.UserWrite, File.GetUnixFileMode(Path.Combine(t.LogDirectory, $"{job.Id:N}.log")));
+        Assert.Equal(UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute, File.GetUnixFileMode(t.StateDirectory));
+        Assert.Equal(UnixFileMode.UserRead | UnixFileMode.UserWrite, File.GetUnixFileMode(t.LogPath(job)));
     }
 }

@@ -69,7 +69,7 @@ public sealed class JobScaleTests
         Assert.True(added.Count <= 2, $"new fds: {string.Join(", ", added)}");
         Assert.InRange(Threads(), 0, threadsBefore + 4); // thread-pool growth only, never per job
         Assert.Empty(Directory.EnumerateDirectories(t.Runner.CgroupRoot));
-        Assert.Empty(Directory.EnumerateFiles(t.LogDirectory));
+        Assert.Empty(t.JobDirectories());
     }
 
     [Fact(Timeout = 120_000)]

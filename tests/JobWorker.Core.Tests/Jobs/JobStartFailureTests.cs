@@ -19,7 +19,7 @@ public sealed class JobStartFailureTests : IDisposable
     private static void AssertNothingLeft(TestRunner t)
     {
         Assert.Empty(Directory.EnumerateDirectories(t.Runner.CgroupRoot));
-        Assert.Empty(Directory.EnumerateFiles(t.LogDirectory));
+        Assert.Empty(t.JobDirectories());
         Assert.Empty(t.Runner.Jobs);
     }
 
@@ -195,10 +195,10 @@ public sealed class JobStartFailureTests : IDisposable
     [Fact]
     public void Create_InvalidOptions_ThrowsArgumentException()
     {
-        Assert.Contains("LogDirectory", Assert.Throws<ArgumentException>(() => JobRunner.Create(new JobRunnerOptions { LogDirectory = "logs" })).Message, StringComparison.Ordinal);
+        Assert.Contains("StateDirectory", Assert.Throws<ArgumentException>(() => JobRunner.Create(new JobRunnerOptions { StateDirectory = "logs" })).Message, StringComparison.Ordinal);
         Assert.Contains("LogSizeLimitBytes", Assert.Throws<ArgumentException>(() => JobRunner.Create(new JobRunnerOptions { LogSizeLimitBytes = 0 })).Message, StringComparison.Ordinal);
         Assert.Contains("DefaultStopGrace", Assert.Throws<ArgumentException>(() => JobRunner.Create(new JobRunnerOptions { DefaultStopGrace = TimeSpan.FromSeconds(-1) })).Message, StringComparison.Ordinal);
-        Assert.Contains("not inside the cgroup2 mount", Assert.Throws<ArgumentException>(() => JobRunner.Create(new JobRunnerOptions { CgroupRoot = "/tmp/x", LogDirectory = "/tmp/jw-never-created" })).Message, StringComparison.Ordinal);
+        Assert.Contains("not inside the cgroup2 mount", Assert.Throws<ArgumentException>(() => JobRunner.Create(new JobRunnerOptions { CgroupRoot = "/tmp/x", StateDirectory = "/tmp/jw-never-created" })).Message, StringComparison.Ordinal);
     }
 
     /// <summary>Any whole-disk block device of this host (for messages only; nothing is written).</summary>

@@ -104,6 +104,44 @@ public sealed class JobOutputTests
     }
 
     [Fact(Timeout = 30_000)]
+    public async Task Start_Log_IsPrivateInTheJobsStateDirectory()
+    {
+        var ct = TestContext.Current.CancellationToken;
+        await using var t = TestRunner.Create();
+        var job = t.Start("echo", "private");
+        await job.Completion.WaitAsync(ct);
+
+        var info = new FileInfo(t.LogPath(job));
+        Assert.Equal(job.Log.Path, info.FullName);
+        Assert.Equal(UnixFileMode.UserRead | UnixFileMode.UserWrite, info.UnixFileMode);
+        Assert.Equal(UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute, File.GetUnixFileMode(t.JobDirectory(job.Id)));
+        Assert.Equal("private\n", t.Output(job));
+    }
+
+    [Fact(Timeout = 60_000)]
+    public async Task Start_StateDirectoryFillsUp_OnlyThatLogIsSealedAndTheJobEndsNormally()
+    {
+        var ct = TestContext.Current.CancellationToken;
+        using var small = SmallFileSystem.TryMount(512 * 1024);
+        Assert.SkipWhen(small is null, "needs root to mount a 512 KiB tmpfs to fill");
+        await using var t = TestRunner.Create(o => o with { StateDirectory = Path.Combine(small.Path, "state") });
+
+        // 4 MB into a 512 KiB file system: the supervisor keeps draining (the job is never blocked), the log keeps
+        // an exact prefix, and the job still gets its own exit status.
+        const int Written = 4_000_000;
+        var job = t.Start("print", Written.ToString(System.Globalization.CultureInfo.InvariantCulture), "exit", "3");
+        var status = await job.Completion.WaitAsync(ct);
+        var output = await ReadAllAsync(job, new OutputReadOptions { Follow = true }, ct);
+
+        Assert.Equal(JobState.Exited, status.State);
+        Assert.Equal(3, status.ExitCode);
+        Assert.True(status.LogTruncated);
+        Assert.InRange(status.LogBytes, 1, 512 * 1024);
+        Assert.Equal(Written, status.LogBytes + status.LogDroppedBytes);
+        Assert.Equal(TestProcessPrint(Written).AsSpan(0, (int)status.LogBytes).ToArray(), output);
+    }
+
+    [Fact(Timeout = 30_000)]
     public async Task ReadOutputAsync_FollowEndedJob_GetsEverythingAndEndsImmediately()
     {
         var ct = TestContext.Current.CancellationToken;

@@ -62,7 +62,7 @@ public sealed class OutputLogResourceTests
     }
 
     [Fact(Timeout = 60_000)]
-    public async Task DrainFrom_ReaderThatStopsReading_NeverSlowsTheWriter()
+    public async Task ReadAsync_ReaderThatStopsReading_NeverSlowsTheWriter()
     {
         var ct = TestContext.Current.CancellationToken;
         using var harness = LogHarness.Create();

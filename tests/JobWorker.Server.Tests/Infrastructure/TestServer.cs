@@ -79,8 +79,11 @@ internal sealed class TestServer : IAsyncDisposable
                 ["JobWorker:ServerCertificate"] = pki.ServerCertificate,
                 ["JobWorker:ServerKey"] = pki.ServerKey,
                 ["JobWorker:CgroupRoot"] = cgroupRoot,
-                ["JobWorker:LogDirectory"] = Path.Combine(directory, "logs"),
+                ["JobWorker:StateDirectory"] = Path.Combine(directory, "logs"),
                 ["JobWorker:DefaultStopGrace"] = "00:00:02",
+                // Most tests check what a stopping server does to its jobs; the tests of the default (jobs outlive
+                // the server) say so with "false".
+                ["JobWorker:StopJobsOnShutdown"] = "true",
                 ["Logging:LogLevel:Default"] = "Warning",
                 ["Logging:LogLevel:JobWorker"] = "Debug",
             };
@@ -176,16 +179,13 @@ internal sealed class TestServer : IAsyncDisposable
             System.IO.Directory.Delete(Directory, recursive: true);
         }
 
-        // The runner removes its subtree; a leftover is a leak this test must report.
+        // The runner removes its subtree; a leftover is a leak this test must report (after removing it: the subtree
+        // is this test's own).
         if (System.IO.Directory.Exists(CgroupRoot))
         {
-            foreach (var leaf in System.IO.Directory.GetDirectories(CgroupRoot))
-            {
-                System.IO.Directory.Delete(leaf);
-            }
-
-            System.IO.Directory.Delete(CgroupRoot);
-            throw new InvalidOperationException($"the server left its cgroup subtree {CgroupRoot} behind");
+            var left = string.Join(", ", System.IO.Directory.GetDirectories(CgroupRoot));
+            CgroupCleanup.KillAndRemove(CgroupRoot);
+            throw new InvalidOperationException($"the server left its cgroup subtree {CgroupRoot} behind ({left})");
         }
     }
 }

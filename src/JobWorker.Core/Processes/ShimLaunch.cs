@@ -1,0 +1,100 @@
+using System.Globalization;
+using System.Runtime.InteropServices;
+using Microsoft.Win32.SafeHandles;
+
+namespace JobWorker.Core.Processes;
+
+/// <summary>
+/// Turns the spawn of a job into the spawn of its supervisor, <c>jobworker-shim</c> (native/jobworker_shim.c):
+/// the shim runs the job's <see cref="SpawnRequest"/> itself, so the job's parent is the shim, not the server,
+/// and the job outlives the server. See docs/design-durability.md.
+/// </summary>
+internal static class ShimLaunch
+{
+    private const string ShimName = "jobworker-shim";
+
+    private static readonly Lazy<string?> ShimPathLazy = new(() => FindNextToApp(ShimName));
+
+    /// <summary>The shim executable, shipped next to the spawn library; null when missing.</summary>
+    public static string? ShimPath => ShimPathLazy.Value;
+
+    /// <summary>
+    /// The shim's command line: <c>jobworker-shim 1 JOBDIR CGROUP LOGCAP FLAGS NSFLAGS UID GID CWD N EXEC... N ARGV... N ENV...</c>.
+    /// The job's environment travels as arguments: the shim itself (root) runs with an empty environment.
+    /// </summary>
+    public static List<string> Argv(SpawnRequest job, string jobDirectory, string jobCgroup, long logCapBytes)
+    {
+        var flags = (job.NewSession ? Interop.Spawn.FlagSetsid : 0)
+            | (job.Credentials is null ? 0 : Interop.Spawn.FlagSetCredentials)
+            | (job.UseInit ? Interop.Spawn.FlagInit : 0)
+            | (job.ForceFallback ? Interop.Spawn.FlagNoClone3 : 0);
+        var argv = new List<string>(16 + job.ExecPaths.Count + job.Argv.Count + job.Environment.Count)
+        {
+            ShimName,
+            "1",
+            jobDirectory,
+            jobCgroup,
+            Number(logCapBytes),
+            Number(flags),
+            Number(job.NamespaceFlags),
+            Number(job.Credentials?.Uid ?? 0),
+            Number(job.Credentials?.Gid ?? 0),
+            job.WorkingDirectory ?? string.Empty,
+        };
+        AddList(argv, job.ExecPaths);
+        AddList(argv, job.Argv);
+        AddList(argv, job.Environment);
+        return argv;
+    }
+
+    /// <summary>
+    /// Reads the shim's one report from the blocking read end of its stdout pipe. A shim that exits without one
+    /// (killed, or a broken installation) reads as a failure of the shim step.
+    /// </summary>
+    public static unsafe Interop.Spawn.ShimReport ReadReport(SafeFileHandle pipe)
+    {
+        Interop.Spawn.ShimReport report = default;
+        var buffer = new Span<byte>(&report, sizeof(Interop.Spawn.ShimReport));
+        var got = 0;
+        while (got < buffer.Length)
+        {
+            int n;
+            fixed (byte* p = buffer[got..])
+            {
+                n = (int)Interop.Io.Read(pipe, p, buffer.Length - got);
+            }
+
+            if (n > 0)
+            {
+                got += n;
+                continue;
+            }
+
+            var errno = n == 0 ? 0 : Marshal.GetLastPInvokeError();
+            if (errno == Interop.EINTR)
+            {
+                continue;
+            }
+
+            return new Interop.Spawn.ShimReport { Step = (int)Interop.Spawn.Step.ShimState, Error = errno == 0 ? Interop.EIO : errno, Pid = -1 };
+        }
+
+        return report;
+    }
+
+    internal static string? FindNextToApp(string name)
+    {
+        // The build copies it next to libjobworker_spawn.so in the app directory (like the library itself).
+        var path = Path.Combine(AppContext.BaseDirectory, name);
+        return File.Exists(path) ? Path.GetFullPath(path) : null;
+    }
+
+    private static void AddList(List<string> argv, IReadOnlyList<string> items)
+    {
+        argv.Add(Number(items.Count));
+        argv.AddRange(items);
+    }
+
+    private static string Number<T>(T value)
+        where T : IFormattable => value.ToString(null, CultureInfo.InvariantCulture);
+}
