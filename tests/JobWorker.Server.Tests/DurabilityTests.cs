@@ -1,0 +1,366 @@
+using System.Diagnostics;
+using System.Globalization;
+using System.Security.Cryptography;
+using Grpc.Core;
+using JobWorker.Protocol.V1;
+using JobWorker.Server.Tests.Infrastructure;
+using JobWorkerClient = JobWorker.Protocol.V1.JobWorker.JobWorkerClient;
+
+namespace JobWorker.Server.Tests;
+
+/// <summary>
+/// Jobs outlive the server: the real server binary is killed with SIGKILL (or stopped with SIGTERM) while real jobs
+/// run, and a new server on the same state directory and cgroup root must find every job with its exact output,
+/// exit status and end time. See docs/design-durability.md.
+/// </summary>
+public sealed class DurabilityTests
+{
+    private static CancellationToken Token => TestContext.Current.CancellationToken;
+
+    [Fact(Timeout = 240_000)]
+    public async Task Kill9_FiftyMixedJobs_NewServerHasEveryJobWithItsExactLogAndStatus()
+    {
+        await using var env = await BinaryEnvironment.CreateAsync();
+        var data = RandomNumberGenerator.GetBytes(64 * 1024);
+        var dataFile = Path.Combine(env.Directory, "data.bin");
+        await File.WriteAllBytesAsync(dataFile, data, Token);
+        File.SetUnixFileMode(dataFile, (UnixFileMode)0b110_100_100); // jobs run as nobody
+        const int Loops = 25;
+        var expectedWriterOutput = Enumerable.Repeat(data, Loops).SelectMany(d => d).ToArray();
+
+        var server = env.Start();
+        var client = env.Client(await env.WaitForListeningAsync(server), TestServer.Alice);
+        var writers = await StartManyAsync(client, 10, _ => $"for i in $(seq {Loops}); do cat {dataFile}; sleep 0.15; done");
+        var sleepers = await StartManyAsync(client, 10, _ => "exec sleep 120");
+        var exiters = await StartManyAsync(client, 10, i => $"sleep 1.5; exit {10 + i}");
+        var signaled = await StartManyAsync(client, 10, _ => "exec sleep 120");
+        var quick = await StartManyAsync(client, 10, i => $"echo quick {i}; exit {30 + i}");
+
+        // Followers get part of each writer's output from the first server, then lose it.
+        var received = new List<byte>[writers.Count];
+        for (var i = 0; i < writers.Count; i++)
+        {
+            received[i] = await ReadSomeAsync(client, writers[i].JobId);
+        }
+
+        server.Kill(); // SIGKILL
+        await server.WaitForExitAsync(Token);
+        var crashedAt = DateTimeOffset.UtcNow;
+
+        // While no server runs: jobs keep running, some end by themselves, some are signalled from outside.
+        for (var i = 0; i < signaled.Count; i++)
+        {
+            Assert.Equal(0, Kill(signaled[i].Pid, i % 2 == 0 ? 15 : 10));
+        }
+
+        await Task.Delay(TimeSpan.FromSeconds(3), Token);
+        var restartedAt = DateTimeOffset.UtcNow;
+        server = env.Start();
+        client = env.Client(await env.WaitForListeningAsync(server), TestServer.Alice);
+
+        // Every follower resumes where it was and gets exactly the job's output: no gap, no duplicate.
+        for (var i = 0; i < writers.Count; i++)
+        {
+            received[i].AddRange(await ReadAllAsync(client, writers[i].JobId, received[i].Count));
+            Assert.Equal(Sha256(expectedWriterOutput), Sha256([.. received[i]]));
+            var status = await GetAsync(client, writers[i].JobId);
+            Assert.Equal(JobState.Exited, status.State);
+            Assert.Equal(0, status.ExitCode);
+        }
+
+        for (var i = 0; i < exiters.Count; i++)
+        {
+            var status = await GetAsync(client, exiters[i].JobId);
+            Assert.Equal(JobState.Exited, status.State);
+            Assert.Equal(10 + i, status.ExitCode);
+            var ended = status.EndedAt.ToDateTimeOffset();
+            Assert.True(ended > crashedAt && ended < restartedAt, $"ended {ended:O}: not while the server was down ({crashedAt:O}..{restartedAt:O})");
+            Assert.Equal(TestServer.Alice, status.Owner);
+        }
+
+        for (var i = 0; i < signaled.Count; i++)
+        {
+            var status = await GetAsync(client, signaled[i].JobId);
+            Assert.Equal(JobState.Signaled, status.State);
+            Assert.Equal(i % 2 == 0 ? 15 : 10, status.Signal);
+        }
+
+        for (var i = 0; i < quick.Count; i++)
+        {
+            var status = await GetAsync(client, quick[i].JobId);
+            Assert.Equal(30 + i, status.ExitCode);
+            Assert.Equal($"quick {i}\n", System.Text.Encoding.ASCII.GetString([.. await ReadAllAsync(client, quick[i].JobId, 0)]));
+        }
+
+        // The sleepers were never touched: still running, and stop works on them.
+        foreach (var sleeper in sleepers)
+        {
+            Assert.Equal(JobState.Running, (await GetAsync(client, sleeper.JobId)).State);
+            Assert.True(Directory.Exists($"/proc/{sleeper.Pid}"));
+        }
+
+        AssertEveryProcessBelongsToARunningJob(env.CgroupRoot, sleepers.Select(s => s.JobId).ToHashSet());
+        foreach (var sleeper in sleepers)
+        {
+            var stopped = await client.StopJobAsync(new StopJobRequest { JobId = sleeper.JobId }, cancellationToken: Token);
+            Assert.Equal(JobState.Stopped, stopped.Job.State);
+        }
+
+        var list = await client.ListJobsAsync(new ListJobsRequest(), cancellationToken: Token);
+        Assert.Equal(50, list.Jobs.Count);
+        Assert.All(list.Jobs, job => Assert.NotEqual(JobState.Running, job.State));
+        AssertEveryProcessBelongsToARunningJob(env.CgroupRoot, new HashSet<string>());
+        server.Kill();
+        await server.WaitForExitAsync(Token);
+    }
+
+    [Fact(Timeout = 120_000)]
+    public async Task Sigterm_Default_JobsKeepRunningAndTheNextServerReattaches()
+    {
+        await using var env = await BinaryEnvironment.CreateAsync();
+        var server = env.Start();
+        var client = env.Client(await env.WaitForListeningAsync(server), TestServer.Alice);
+        var job = (await client.StartJobAsync(Shell("echo before; sleep 2; echo after; exit 5"), cancellationToken: Token)).Job;
+
+        Assert.Equal(0, Kill(server.Id, 15));
+        await server.WaitForExitAsync(Token);
+        Assert.Equal(0, server.ExitCode);
+        Assert.True(Directory.Exists($"/proc/{job.Pid}"), "SIGTERM must leave jobs running by default");
+
+        server = env.Start();
+        client = env.Client(await env.WaitForListeningAsync(server), TestServer.Alice);
+        var output = await ReadAllAsync(client, job.JobId, 0);
+        var status = await GetAsync(client, job.JobId);
+
+        Assert.Equal("before\nafter\n", System.Text.Encoding.ASCII.GetString([.. output]));
+        Assert.Equal(JobState.Exited, status.State);
+        Assert.Equal(5, status.ExitCode);
+        Assert.Contains("Re-attached to job", env.Output, StringComparison.Ordinal);
+        server.Kill();
+        await server.WaitForExitAsync(Token);
+    }
+
+    [Fact(Timeout = 240_000)]
+    public async Task Kill9_AtRandomMomentsDuringStartsStopsAndRemoves_NoRecordLiesAndNoProcessWithoutRecord()
+    {
+        await using var env = await BinaryEnvironment.CreateAsync();
+        var random = new Random(20261129);
+        for (var round = 0; round < 6; round++)
+        {
+            var server = env.Start();
+            var client = env.Client(await env.WaitForListeningAsync(server), TestServer.Alice);
+            using var stopLoad = new CancellationTokenSource();
+            var load = Enumerable.Range(0, 3).Select(worker => LoadAsync(client, worker, stopLoad.Token)).ToArray();
+
+            await Task.Delay(random.Next(50, 800), Token);
+            server.Kill(); // SIGKILL at a random moment of the load
+            await server.WaitForExitAsync(Token);
+            await stopLoad.CancelAsync();
+            await Task.WhenAll(load);
+
+            server = env.Start();
+            client = env.Client(await env.WaitForListeningAsync(server), TestServer.Alice);
+            var jobs = (await client.ListJobsAsync(new ListJobsRequest(), cancellationToken: Token)).Jobs;
+            var running = new HashSet<string>(StringComparer.Ordinal);
+            foreach (var job in jobs)
+            {
+                var groupPath = Path.Combine(env.CgroupRoot, Guid.Parse(job.JobId).ToString("N"), "job");
+                if (job.State == JobState.Running)
+                {
+                    // A job said to run has its group, and its main process in it (a start cut short is not "running").
+                    running.Add(job.JobId);
+                    Assert.True(Directory.Exists(groupPath), $"round {round}: running job {job.JobId} has no cgroup");
+                    Assert.Contains(job.Pid.ToString(CultureInfo.InvariantCulture), await File.ReadAllTextAsync(Path.Combine(groupPath, "cgroup.procs"), Token), StringComparison.Ordinal);
+                }
+                else
+                {
+                    Assert.NotNull(job.EndedAt);
+                    Assert.True(job.Pid == 0 || !Directory.Exists($"/proc/{job.Pid}") || !File.ReadAllText($"/proc/{job.Pid}/cgroup").Contains(Guid.Parse(job.JobId).ToString("N"), StringComparison.Ordinal), $"round {round}: ended job {job.JobId} still has its process {job.Pid}");
+                }
+            }
+
+            // Give jobs whose end is being reconciled a moment, then: no process runs without a running job's record.
+            await Task.Delay(500, Token);
+            AssertEveryProcessBelongsToARunningJob(env.CgroupRoot, running, allowEnded: jobs.Where(j => j.State != JobState.Running).Select(j => j.JobId).ToHashSet());
+
+            foreach (var job in jobs.Where(j => j.State == JobState.Running))
+            {
+                await client.StopJobAsync(new StopJobRequest { JobId = job.JobId, Grace = Google.Protobuf.WellKnownTypes.Duration.FromTimeSpan(TimeSpan.Zero) }, cancellationToken: Token);
+            }
+
+            server.Kill();
+            await server.WaitForExitAsync(Token);
+        }
+    }
+
+    [Fact(Timeout = 60_000)]
+    public async Task SecondServer_SameStateDirectoryOrCgroupRoot_RefusesNamingTheHolder()
+    {
+        await using var env = await BinaryEnvironment.CreateAsync();
+        await using var other = await BinaryEnvironment.CreateAsync();
+        var first = env.Start();
+        await env.WaitForListeningAsync(first);
+
+        using var sameState = other.Start(extraArgs: ["--state-dir", Path.Combine(env.Directory, "state")]);
+        await sameState.WaitForExitAsync(Token);
+        Assert.Equal(1, sameState.ExitCode);
+        Assert.Contains($"pid {first.Id}", other.Output, StringComparison.Ordinal);
+
+        using var sameRoot = other.Start(extraArgs: ["--cgroup-root", env.CgroupRoot]);
+        await sameRoot.WaitForExitAsync(Token);
+        Assert.Equal(1, sameRoot.ExitCode);
+        Assert.Contains($"pid {first.Id}", other.Output, StringComparison.Ordinal);
+        Assert.Contains(env.CgroupRoot, other.Output, StringComparison.Ordinal);
+
+        first.Kill();
+        await first.WaitForExitAsync(Token);
+    }
+
+    /// <summary>Starts, stops and removes jobs as fast as it can until cancelled; every error is expected (the server dies).</summary>
+    private static async Task LoadAsync(JobWorkerClient client, int worker, CancellationToken cancellationToken)
+    {
+        var mine = new List<string>();
+        var random = new Random(worker);
+        try
+        {
+            while (!cancellationToken.IsCancellationRequested)
+            {
+                switch (random.Next(4))
+                {
+                    case 0 or 1:
+                        var script = random.Next(2) == 0 ? "exec sleep 60" : "echo hi; exit 3";
+                        mine.Add((await client.StartJobAsync(Shell(script), cancellationToken: cancellationToken)).Job.JobId);
+                        break;
+                    case 2 when mine.Count > 0:
+                        await client.StopJobAsync(new StopJobRequest { JobId = mine[random.Next(mine.Count)], Grace = Google.Protobuf.WellKnownTypes.Duration.FromTimeSpan(TimeSpan.FromMilliseconds(100)) }, cancellationToken: cancellationToken);
+                        break;
+                    case 3 when mine.Count > 0:
+                        var id = mine[random.Next(mine.Count)];
+                        try
+                        {
+                            await client.RemoveJobAsync(new RemoveJobRequest { JobId = id }, cancellationToken: cancellationToken);
+                            mine.Remove(id);
+                        }
+                        catch (RpcException e) when (e.StatusCode == StatusCode.FailedPrecondition)
+                        {
+                            // Still running.
+                        }
+
+                        break;
+                }
+            }
+        }
+        catch (RpcException)
+        {
+            // The server was killed under the call.
+        }
+        catch (OperationCanceledException)
+        {
+        }
+    }
+
+    /// <summary>
+    /// Every process under the cgroup root is a supervisor or a process of a job in <paramref name="running"/>
+    /// (or of a job in <paramref name="allowEnded"/> whose leftovers the server is still killing).
+    /// </summary>
+    private static void AssertEveryProcessBelongsToARunningJob(string root, IReadOnlySet<string> running, IReadOnlySet<string>? allowEnded = null)
+    {
+        var ids = running.Select(id => Guid.Parse(id).ToString("N")).ToHashSet(StringComparer.Ordinal);
+        var ended = (allowEnded ?? new HashSet<string>()).Select(id => Guid.Parse(id).ToString("N")).ToHashSet(StringComparer.Ordinal);
+        if (!Directory.Exists(root))
+        {
+            return;
+        }
+
+        foreach (var group in Directory.EnumerateDirectories(root))
+        {
+            var name = Path.GetFileName(group);
+            foreach (var procs in Directory.EnumerateFiles(group, "cgroup.procs", SearchOption.AllDirectories))
+            {
+                var pids = File.ReadAllText(procs).Split('\n', StringSplitOptions.RemoveEmptyEntries);
+                if (pids.Length > 0 && !ids.Contains(name))
+                {
+                    Assert.True(ended.Contains(name) && WaitUntilEmpty(procs), $"processes {string.Join(',', pids)} in {procs} belong to no running job");
+                }
+            }
+        }
+    }
+
+    private static bool WaitUntilEmpty(string procs)
+    {
+        var stopwatch = Stopwatch.StartNew();
+        while (stopwatch.Elapsed < TimeSpan.FromSeconds(10))
+        {
+            if (!File.Exists(procs) || File.ReadAllText(procs).Trim().Length == 0)
+            {
+                return true;
+            }
+
+            Thread.Sleep(20);
+        }
+
+        return false;
+    }
+
+    private static StartJobRequest Shell(string script) => new() { Command = "/bin/sh", Args = { "-c", script } };
+
+    private static async Task<List<JobStatus>> StartManyAsync(JobWorkerClient client, int count, Func<int, string> script)
+    {
+        var jobs = new List<JobStatus>();
+        for (var i = 0; i < count; i++)
+        {
+            jobs.Add((await client.StartJobAsync(Shell(script(i)), cancellationToken: Token)).Job);
+        }
+
+        return jobs;
+    }
+
+    private static async Task<JobStatus> GetAsync(JobWorkerClient client, string id)
+    {
+        // A job that ended while no server ran is finished by the new server right after it starts.
+        for (var attempt = 0; ; attempt++)
+        {
+            var status = (await client.GetJobAsync(new GetJobRequest { JobId = id }, cancellationToken: Token)).Job;
+            if (status.State != JobState.Running || attempt > 100)
+            {
+                return status;
+            }
+
+            await Task.Delay(50, Token);
+        }
+    }
+
+    /// <summary>Reads at least one chunk of a running job's output (follow), then leaves.</summary>
+    private static async Task<List<byte>> ReadSomeAsync(JobWorkerClient client, string id)
+    {
+        using var call = client.StreamOutput(new StreamOutputRequest { JobId = id, Follow = true }, cancellationToken: Token);
+        Assert.True(await call.ResponseStream.MoveNext(Token));
+        return [.. call.ResponseStream.Current.Chunk.Data.Span];
+    }
+
+    /// <summary>Follows a job to its end from <paramref name="offset"/>, checking that every chunk continues the last.</summary>
+    private static async Task<List<byte>> ReadAllAsync(JobWorkerClient client, string id, long offset)
+    {
+        var bytes = new List<byte>();
+        using var call = client.StreamOutput(new StreamOutputRequest { JobId = id, Follow = true, FromOffset = offset }, cancellationToken: Token);
+        while (await call.ResponseStream.MoveNext(Token))
+        {
+            if (call.ResponseStream.Current.Chunk is { } chunk)
+            {
+                Assert.Equal(offset + bytes.Count, chunk.Offset);
+                bytes.AddRange(chunk.Data.Span);
+            }
+        }
+
+        return bytes;
+    }
+
+    private static int Kill(int pid, int signal)
+    {
+        using var kill = Process.Start("kill", [$"-{signal}", pid.ToString(CultureInfo.InvariantCulture)]);
+        kill.WaitForExit();
+        return kill.ExitCode;
+    }
+
+    private static string Sha256(byte[] data) => Convert.ToHexString(SHA256.HashData(data));
+}
