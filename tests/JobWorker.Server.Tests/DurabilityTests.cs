@@ -216,6 +216,40 @@ public sealed class DurabilityTests
         await first.WaitForExitAsync(Token);
     }
 
+    [Fact(Timeout = 120_000)]
+    public async Task StartJob_ServerOutOfFileDescriptors_ResourceExhaustedNamingTheLimit()
+    {
+        await using var env = await BinaryEnvironment.CreateAsync();
+        var server = env.Start(openFileLimit: 256, extraArgs: ["--max-running-jobs", "0"]);
+        var client = env.Client(await env.WaitForListeningAsync(server), TestServer.Alice);
+
+        // Each running job holds one descriptor in the server (its supervisor's pidfd): 256 cannot hold 300 jobs.
+        RpcException? refused = null;
+        for (var i = 0; i < 300 && refused is null; i++)
+        {
+            try
+            {
+                await client.StartJobAsync(Shell("exec sleep 60"), cancellationToken: Token);
+            }
+            catch (RpcException e)
+            {
+                refused = e;
+            }
+        }
+
+        Assert.NotNull(refused);
+        Assert.Equal(StatusCode.ResourceExhausted, refused.StatusCode);
+        Assert.Contains("RLIMIT_NOFILE", refused.Status.Detail, StringComparison.Ordinal);
+        Assert.Contains("256", refused.Status.Detail, StringComparison.Ordinal);
+
+        // The server keeps serving: the jobs it has are listed and nothing half-started remains.
+        var jobs = (await client.ListJobsAsync(new ListJobsRequest(), cancellationToken: Token)).Jobs;
+        Assert.All(jobs, job => Assert.Equal(JobState.Running, job.State));
+        Assert.Equal(jobs.Count, Directory.GetDirectories(env.CgroupRoot).Length);
+        server.Kill();
+        await server.WaitForExitAsync(Token);
+    }
+
     /// <summary>Starts, stops and removes jobs as fast as it can until cancelled; every error is expected (the server dies).</summary>
     private static async Task LoadAsync(JobWorkerClient client, int worker, CancellationToken cancellationToken)
     {

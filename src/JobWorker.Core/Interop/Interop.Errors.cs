@@ -20,6 +20,8 @@ internal static partial class Interop
     internal const int ENOTDIR = 20;
     internal const int EISDIR = 21;
     internal const int EINVAL = 22;
+    internal const int ENFILE = 23;
+    internal const int EMFILE = 24;
     internal const int ETXTBSY = 26;
     internal const int ENOSPC = 28;
     internal const int EROFS = 30;

@@ -167,7 +167,8 @@ public sealed class JobRunner : IAsyncDisposable
         }
         catch (IOException ex)
         {
-            throw new JobStartException(JobStartFailure.StateError, $"Cannot record the job in the state directory: {ex.Message}", ex.HResult, ex);
+            throw OutOfFileDescriptors(ex)
+                ?? new JobStartException(JobStartFailure.StateError, $"Cannot record the job in the state directory: {ex.Message}", ex.HResult, ex);
         }
 
         JobGroup? group = null;
@@ -253,7 +254,7 @@ public sealed class JobRunner : IAsyncDisposable
             job.Watch();
             return job;
         }
-        catch
+        catch (Exception ex)
         {
             reportWrite?.Dispose();
             if (group is not null)
@@ -265,12 +266,41 @@ public sealed class JobRunner : IAsyncDisposable
             shimPidfd?.Dispose();
             _jobs.TryRemove(id, out _);
             TryDelete(id);
+            if (OutOfFileDescriptors(ex) is { } exhausted)
+            {
+                throw exhausted;
+            }
+
             throw;
         }
         finally
         {
             reportRead?.Dispose();
         }
+    }
+
+    /// <summary>
+    /// A start that failed because the server has no file descriptor left (EMFILE, or ENFILE for the whole system):
+    /// said as such, naming the limit, so the server can answer "resource exhausted" with the fix.
+    /// </summary>
+    private static JobStartException? OutOfFileDescriptors(Exception exception)
+    {
+        var errno = exception switch
+        {
+            JobStartException start => start.Errno,
+            IOException io => io.HResult,
+            _ => 0,
+        };
+        if (errno is not (Interop.EMFILE or Interop.ENFILE))
+        {
+            return null;
+        }
+
+        var limit = File.ReadLines("/proc/self/limits").FirstOrDefault(l => l.StartsWith("Max open files", StringComparison.Ordinal))?["Max open files".Length..].Trim();
+        var message = errno == Interop.EMFILE
+            ? $"The server has no file descriptor left for another job (RLIMIT_NOFILE: {limit}; each running job holds one). Raise the limit (systemd LimitNOFILE=, see docs/operations.md) or wait for jobs to end."
+            : "The system has no file descriptor left (fs.file-max reached); wait for jobs to end or raise fs.file-max.";
+        return new JobStartException(JobStartFailure.SpawnFailed, message, errno, exception);
     }
 
     private void TryDelete(Guid id)

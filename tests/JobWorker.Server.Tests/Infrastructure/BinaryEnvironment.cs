@@ -47,7 +47,9 @@ internal sealed partial class BinaryEnvironment : IAsyncDisposable
 
     public static string ServerBinary { get; } = Path.Combine(AppContext.BaseDirectory, "JobWorker.Server");
 
-    public Process Start(string? asUser = null, string[]? extraArgs = null, string listen = "127.0.0.1:0")
+    /// <summary>Starts the server binary (as <paramref name="asUser"/> through setpriv, or under
+    /// <c>prlimit --nofile=N</c> with <paramref name="openFileLimit"/>).</summary>
+    public Process Start(string? asUser = null, string[]? extraArgs = null, string listen = "127.0.0.1:0", int? openFileLimit = null)
     {
         // A new run: what earlier runs printed no longer answers WaitForLineAsync.
         lock (_waiters)
@@ -68,11 +70,17 @@ internal sealed partial class BinaryEnvironment : IAsyncDisposable
         ];
         var start = new ProcessStartInfo
         {
-            FileName = asUser is null ? ServerBinary : "setpriv",
+            FileName = asUser is not null ? "setpriv" : openFileLimit is not null ? "prlimit" : ServerBinary,
             RedirectStandardOutput = true,
             RedirectStandardError = true,
             UseShellExecute = false,
         };
+        if (openFileLimit is { } limit)
+        {
+            start.ArgumentList.Add($"--nofile={limit}:{limit}");
+            start.ArgumentList.Add(ServerBinary);
+        }
+
         if (asUser is not null)
         {
             foreach (var arg in new[] { "--reuid=" + asUser, "--regid=nogroup", "--clear-groups", ServerBinary })
