@@ -169,12 +169,14 @@ internal sealed class FileJobStore : IJobStore
     {
         ObjectDisposedException.ThrowIf(_disposed, this);
         var directory = JobDirectory(id);
-        var deleting = Path.Combine(_jobs, $".{id:N}{DeletingSuffix}");
+
+        // Renamed first, in one step, so a crash half-way through the removal never leaves a log or status file
+        // without its record under a job's name; Open finishes what is left. The name is unique, so the removal
+        // (slow for a large log) runs outside the job's lock and never meets a leftover of an earlier one.
+        var deleting = Path.Combine(_jobs, $".{id:N}-{Guid.NewGuid():N}{DeletingSuffix}");
         lock (JobLock(id))
         {
-            // Renamed first, in one step, so a crash half-way through the removal never leaves a log or status
-            // file without its record under a job's name; Open finishes what is left.
-            while (Interop.Files.Rename(directory, deleting) != 0)
+            if (Interop.Files.Rename(directory, deleting) != 0)
             {
                 int errno = Marshal.GetLastPInvokeError();
                 if (errno == Interop.ENOENT)
@@ -182,16 +184,11 @@ internal sealed class FileJobStore : IJobStore
                     return;
                 }
 
-                if (errno is not (Interop.ENOTEMPTY or Interop.EEXIST) || !Directory.Exists(deleting))
-                {
-                    throw Interop.CreateIOException(errno, "Cannot remove job directory", directory);
-                }
-
-                Directory.Delete(deleting, recursive: true); // left by an earlier removal of this id that was interrupted
+                throw Interop.CreateIOException(errno, "Cannot remove job directory", directory);
             }
-
-            Directory.Delete(deleting, recursive: true);
         }
+
+        Directory.Delete(deleting, recursive: true);
     }
 
     /// <inheritdoc/>
@@ -219,9 +216,9 @@ internal sealed class FileJobStore : IJobStore
             {
                 records.Add(record);
             }
-            else
+            else if (reason is not null)
             {
-                problems.Add(new StoreProblem(directory, reason!));
+                problems.Add(new StoreProblem(directory, reason));
             }
         }
 
@@ -256,12 +253,17 @@ internal sealed class FileJobStore : IJobStore
 
     private Lock JobLock(Guid id) => _jobLocks[(id.GetHashCode() & int.MaxValue) % _jobLocks.Length];
 
+    // A record, or why there is none, or neither when the directory has gone since it was listed.
     private static (JobRecord? Record, string? Reason) ReadRecord(string directory, Guid id)
     {
         byte[] json;
         try
         {
             json = File.ReadAllBytes(Path.Combine(directory, RecordFileName));
+        }
+        catch (DirectoryNotFoundException)
+        {
+            return (null, null); // removed since it was listed
         }
         catch (FileNotFoundException)
         {
@@ -359,10 +361,18 @@ internal sealed class FileJobStore : IJobStore
         }
     }
 
+    // Information for people only (a refusal reads the holder from /proc/locks), so a full disk must not stop a
+    // server from starting and serving the jobs it has.
     private static void WritePid(SafeFileHandle handle, string path)
     {
-        Interop.CheckIo(Interop.Files.Ftruncate(handle, 0), "Cannot write the state directory's lock file", path);
-        WriteAll(handle, Encoding.ASCII.GetBytes($"{Environment.ProcessId}\n"), path);
+        try
+        {
+            Interop.CheckIo(Interop.Files.Ftruncate(handle, 0), "Cannot write the state directory's lock file", path);
+            WriteAll(handle, Encoding.ASCII.GetBytes($"{Environment.ProcessId}\n"), path);
+        }
+        catch (IOException)
+        {
+        }
     }
 
     /// <summary>The version in <c>&lt;root&gt;/format</c>, or null when there is no such file.</summary>

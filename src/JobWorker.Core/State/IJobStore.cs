@@ -33,7 +33,10 @@ internal interface IJobStore : IDisposable
     /// <summary>Removes the job's directory: record, log and status file. A job that does not exist is fine.</summary>
     void Delete(Guid id);
 
-    /// <summary>Reads every job record. Unreadable, corrupt or too new records are reported, never changed.</summary>
+    /// <summary>
+    /// Reads every job record, for start-up (a job created or removed while it runs may be missed or reported).
+    /// Unreadable, corrupt or too new records are reported, never changed.
+    /// </summary>
     StoreContents Load();
 
     /// <summary>The supervisor's status, or null when it has not written one (yet).</summary>

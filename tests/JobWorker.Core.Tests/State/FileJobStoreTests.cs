@@ -223,7 +223,7 @@ public sealed class FileJobStoreTests
         {
             store.Create(TempStateDirectory.MinimalRecord(id));
             File.WriteAllText(store.LogPath(id), "log");
-            var deleting = Path.Combine(temp.Path, "jobs", $".{id:N}.deleting");
+            var deleting = Path.Combine(temp.Path, "jobs", $".{id:N}-{Guid.NewGuid():N}.deleting");
             Directory.Move(store.JobDirectory(id), deleting); // what Delete does first; a crash struck before the rest
             File.Delete(Path.Combine(deleting, "job.json"));
             var contents = store.Load();
@@ -237,19 +237,28 @@ public sealed class FileJobStoreTests
     }
 
     [Fact]
-    public void Delete_LeftoverOfAnInterruptedDeleteOfTheSameId_BothRemoved()
+    public void Delete_LeftoverOfAnInterruptedDeleteOfTheSameId_DeletesAndOpenRemovesBoth()
     {
         using var temp = TempStateDirectory.Create();
-        using var store = FileJobStore.Open(temp.Path);
         var id = Guid.NewGuid();
-        var leftover = Path.Combine(temp.Path, "jobs", $".{id:N}.deleting");
-        Directory.CreateDirectory(leftover);
-        File.WriteAllText(Path.Combine(leftover, "output.log"), "old");
-        store.Create(TempStateDirectory.MinimalRecord(id));
+        var jobs = Path.Combine(temp.Path, "jobs");
+        using (var store = FileJobStore.Open(temp.Path))
+        {
+            var leftover = Path.Combine(jobs, $".{id:N}-{Guid.NewGuid():N}.deleting");
+            Directory.CreateDirectory(leftover);
+            File.WriteAllText(Path.Combine(leftover, "output.log"), "old");
+            store.Create(TempStateDirectory.MinimalRecord(id));
 
-        store.Delete(id);
+            store.Delete(id);
 
-        Assert.Empty(Directory.EnumerateFileSystemEntries(Path.Combine(temp.Path, "jobs")));
+            Assert.False(Directory.Exists(store.JobDirectory(id)));
+            Assert.Equal([Path.GetFileName(leftover)], Directory.EnumerateFileSystemEntries(jobs).Select(Path.GetFileName));
+            Assert.Empty(store.Load().Problems);
+        }
+
+        using var reopened = FileJobStore.Open(temp.Path);
+
+        Assert.Empty(Directory.EnumerateFileSystemEntries(jobs));
     }
 
     [Fact(Timeout = 60_000)]
@@ -323,12 +332,20 @@ public sealed class FileJobStoreTests
             AssertRecordsEqual(earlier[i], contents.Records[i]);
         }
 
+        // A server restarting on the full disk still starts and finds every record.
+        store.Dispose();
+        using (var restarted = FileJobStore.Open(state))
+        {
+            Assert.Equal(earlier.Select(r => r.Id), restarted.Load().Records.Select(r => r.Id));
+        }
+
         // Space back: the same writes succeed.
+        using var store2 = FileJobStore.Open(state);
         File.Delete(filler);
-        store.Create(newRecord);
-        store.Update(earlier[1] with { RequestId = "changed" });
-        Assert.Equal(4, store.Load().Records.Count);
-        Assert.Equal("changed", store.Load().Records[1].RequestId);
+        store2.Create(newRecord);
+        store2.Update(earlier[1] with { RequestId = "changed" });
+        Assert.Equal(4, store2.Load().Records.Count);
+        Assert.Equal("changed", store2.Load().Records[1].RequestId);
     }
 
     private static void FillUp(string path)
