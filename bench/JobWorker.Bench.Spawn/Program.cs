@@ -17,6 +17,17 @@ using Microsoft.Win32.SafeHandles;
 //   dotnet run -c Release --project bench/JobWorker.Bench.Spawn -- concurrent [jobs]
 //   dotnet run -c Release --project bench/JobWorker.Bench.Spawn -- isolation [iterations] [warmup]
 //     (full jobs without isolation, with PID+mount namespaces, with PID+mount+network, network only)
+//   dotnet run -c Release --project bench/JobWorker.Bench.Spawn -- store [records] [rounds] [directory]
+//     (the state store: FileJobStore.Load of N records against reading the same files)
+if (args.Length > 0 && args[0] == "store")
+{
+    StoreLoad.Run(
+        args.Length > 1 ? int.Parse(args[1], CultureInfo.InvariantCulture) : 10_000,
+        args.Length > 2 ? int.Parse(args[2], CultureInfo.InvariantCulture) : 11,
+        args.Length > 3 ? args[3] : "/var/tmp");
+    return;
+}
+
 if (args.Length > 0 && args[0] == "concurrent")
 {
     await Concurrent.RunAsync(args.Length > 1 ? int.Parse(args[1], CultureInfo.InvariantCulture) : 1000);

@@ -1,0 +1,45 @@
+namespace JobWorker.Core.State;
+
+/// <summary>
+/// The durable state of every job: one directory per job holding the server's record, the job's output log and the
+/// supervisor's status file. See docs/design-durability.md.
+/// </summary>
+/// <remarks>
+/// <see cref="Create"/>, <see cref="Update"/> and <see cref="Delete"/> may be called concurrently; calls for one job
+/// are serialized (the last one wins). A failed call leaves the job's previous record as it was.
+/// </remarks>
+internal interface IJobStore : IDisposable
+{
+    /// <summary>The state directory.</summary>
+    string Root { get; }
+
+    /// <summary><c>&lt;Root&gt;/jobs/&lt;id:N&gt;</c>.</summary>
+    string JobDirectory(Guid id);
+
+    /// <summary>The job's output log (written by its supervisor).</summary>
+    string LogPath(Guid id);
+
+    /// <summary>The supervisor's status file.</summary>
+    string ShimStatusPath(Guid id);
+
+    /// <summary>Creates the job's directory (0700) and writes its record.</summary>
+    /// <exception cref="IOException">The directory exists already, or the record cannot be written (disk full); nothing is left behind.</exception>
+    void Create(JobRecord record);
+
+    /// <summary>Atomically replaces the job's record.</summary>
+    /// <exception cref="IOException">The record cannot be written (disk full, the job's directory is gone); the previous record stays.</exception>
+    void Update(JobRecord record);
+
+    /// <summary>Removes the job's directory: record, log and status file. A job that does not exist is fine.</summary>
+    void Delete(Guid id);
+
+    /// <summary>
+    /// Reads every job record, for start-up (a job created or removed while it runs may be missed or reported).
+    /// Unreadable, corrupt or too new records are reported, never changed.
+    /// </summary>
+    StoreContents Load();
+
+    /// <summary>The supervisor's status, or null when it has not written one (yet).</summary>
+    /// <exception cref="StateFormatException">The file is corrupt or newer than this server reads.</exception>
+    ShimStatus? ReadShimStatus(Guid id);
+}
