@@ -91,7 +91,7 @@ internal sealed class CgroupTree : IDisposable
             }
         }
 
-        var rootLock = DirectoryLock.Acquire(root, "cgroup root");
+        var rootLock = DirectoryLock.Acquire(root, "cgroup root", options.UseDelegatedCgroup ? null : "CgroupRoot");
         try
         {
             return new CgroupTree(mount, root, options.UseDelegatedCgroup, created, EnableControllers(root), rootLock);
