@@ -6,8 +6,10 @@ using JobWorker.Core.Jobs;
 namespace JobWorker.Bench.Spawn;
 
 /// <summary>
-/// N jobs running at once (each <c>/bin/sleep</c>): server threads, fds and memory per running job, and how long
-/// starting and stopping them all takes.
+/// N jobs running at once (each <c>/bin/sleep</c>): server threads and fds per running job, memory per running job
+/// as PSS of the server plus every supervisor (<c>/proc/&lt;pid&gt;/smaps_rollup</c>), how long starting them takes,
+/// how long a new runner takes to re-attach to all of them and serve their status (a server restart), and how long
+/// stopping them all takes.
 /// </summary>
 internal static class Concurrent
 {
@@ -29,6 +31,7 @@ internal static class Concurrent
 
             Settle();
             var (rss0, threads0, fds0) = Probe();
+            var pss0 = Pss(Environment.ProcessId);
 
             var watch = Stopwatch.StartNew();
             var jobs = new List<Job>(count);
@@ -40,7 +43,24 @@ internal static class Concurrent
             var startElapsed = watch.Elapsed;
             Settle();
             var (rss1, threads1, fds1) = Probe();
+            var pss1 = Pss(Environment.ProcessId);
+            var shims = ShimPids(runner.CgroupRoot);
+            var shimPss = shims.Sum(Pss);
 
+            // A server restart: the runner goes (jobs keep running), a new one re-attaches and serves every status.
+            var options = runner.Options;
+            var ids = jobs.Select(j => j.Id).ToList();
+            await runner.DisposeAsync();
+            watch.Restart();
+            runner = JobRunner.Create(options);
+            var running = ids.Count(id => runner.TryGetJob(id, out var job) && job.Status.State == JobState.Running);
+            var restartElapsed = watch.Elapsed;
+            if (running != count)
+            {
+                throw new InvalidOperationException($"{running} of {count} jobs re-attached as running");
+            }
+
+            jobs = [.. ids.Select(id => runner.TryGetJob(id, out var job) ? job : throw new InvalidOperationException($"job {id} lost"))];
             watch.Restart();
             await Task.WhenAll(jobs.Select(j => j.StopAsync(TimeSpan.FromSeconds(10))));
             var stopElapsed = watch.Elapsed;
@@ -55,19 +75,45 @@ internal static class Concurrent
                 |---|---:|---:|---:|
                 | threads | {threads0} | {threads1} | {(threads1 - threads0) / (double)count:0.000} |
                 | open fds | {fds0} | {fds1} | {(fds1 - fds0) / (double)count:0.00} |
-                | RSS (MiB) | {rss0 / 1048576.0:0.0} | {rss1 / 1048576.0:0.0} | {(rss1 - rss0) / 1024.0 / count:0.0} KiB |
+                | server RSS (MiB) | {rss0 / 1048576.0:0.0} | {rss1 / 1048576.0:0.0} | {(rss1 - rss0) / 1024.0 / count:0.0} KiB |
+                | server PSS (MiB) | {pss0 / 1048576.0:0.0} | {pss1 / 1048576.0:0.0} | {(pss1 - pss0) / 1024.0 / count:0.0} KiB |
+                | supervisors ({shims.Count}), PSS (MiB) | 0 | {shimPss / 1048576.0:0.0} | {shimPss / 1024.0 / count:0.0} KiB |
+                | **server + supervisors, PSS** | | | **{(pss1 - pss0 + shimPss) / 1024.0 / count:0.0} KiB** |
                 | managed heap after GC (MiB) | - | {GC.GetTotalMemory(true) / 1048576.0:0.0} | |
 
                 start {count} jobs sequentially: {startElapsed.TotalMilliseconds:0} ms ({startElapsed.TotalMilliseconds / count:0.000} ms/job);
+                restart: a new runner re-attached to all {count} and served each one's status in {restartElapsed.TotalMilliseconds:0} ms;
                 stop all concurrently (SIGTERM, then wait for every cgroup to empty and be removed): {stopElapsed.TotalMilliseconds:0} ms
                 """));
         }
         finally
         {
+            await runner.StopAllAsync(TimeSpan.Zero);
             await runner.DisposeAsync();
             Directory.Delete(logs, recursive: true);
         }
     }
+
+    /// <summary>Proportional set size: shared pages (the supervisors' code) split between the processes sharing them.</summary>
+    private static long Pss(int pid)
+    {
+        foreach (var line in File.ReadLines($"/proc/{pid}/smaps_rollup"))
+        {
+            if (line.StartsWith("Pss:", StringComparison.Ordinal))
+            {
+                return long.Parse(line.Split(' ', StringSplitOptions.RemoveEmptyEntries)[1], CultureInfo.InvariantCulture) * 1024;
+            }
+        }
+
+        return 0;
+    }
+
+    private static List<int> ShimPids(string root)
+        => [.. Directory.EnumerateDirectories(root)
+            .Select(group => Path.Combine(group, "shim", "cgroup.procs"))
+            .Where(File.Exists)
+            .SelectMany(File.ReadLines)
+            .Select(line => int.Parse(line, CultureInfo.InvariantCulture))];
 
     private static void Settle()
     {
