@@ -65,6 +65,7 @@ try
             ["JobWorker:ServerKey"] = pki.ServerKey,
             ["JobWorker:CgroupRoot"] = Path.Combine(cgroupMount, "jobworker-bench-cli-" + Environment.ProcessId),
             ["JobWorker:StateDirectory"] = Path.Combine(work, "logs"),
+            ["JobWorker:StopJobsOnShutdown"] = "true",
             ["JobWorker:DefaultStopGrace"] = "00:00:01",
         });
         builder.Logging.ClearProviders();

@@ -46,6 +46,7 @@ var server = ServerApp.Build([], builder =>
         ["JobWorker:ServerKey"] = pki.ServerKey,
         ["JobWorker:CgroupRoot"] = Path.Combine(cgroupMount, "jobworker-bench-" + suffix),
         ["JobWorker:StateDirectory"] = Path.Combine(dir, "logs"),
+        ["JobWorker:StopJobsOnShutdown"] = "true",
         ["Logging:LogLevel:Default"] = "Warning",
     });
 });

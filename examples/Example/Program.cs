@@ -1,6 +1,6 @@
 // example CMD [ARGS...]: runs one job with JobWorker.Core, writes its output to stdout as it comes, and on
-// Ctrl+C or SIGTERM stops the job gracefully (SIGTERM, then SIGKILL after the grace period) and disposes the
-// runner, which removes the job's cgroup, before exiting. Try:
+// Ctrl+C or SIGTERM stops the job gracefully (SIGTERM, then SIGKILL after the grace period), removes it and
+// disposes the runner, which removes its cgroup subtree, before exiting. Try:
 //   ./example bash -c 'while true; do echo hello; sleep 2; done'
 //   ./example bash -c 'while true; do echo hello; sleep 2; done' &  kill -TERM $!
 using System.Runtime.InteropServices;
@@ -13,12 +13,11 @@ if (args.Length == 0 || args[0] is "-h" or "--help")
     return args.Length == 0 ? 2 : 0;
 }
 
-// Logs go to a private directory, never /tmp (design.md "Output").
+// The job's record and log go to a private state directory of this run, never /tmp (design.md "Output").
 var state = Environment.GetEnvironmentVariable("XDG_STATE_HOME") is { Length: > 0 } xdg
     ? xdg
     : Path.Combine(Environment.GetFolderPath(Environment.SpecialFolder.UserProfile), ".local", "state");
-var logDirectory = Path.Combine(state, "jobworker-example", "logs");
-Directory.CreateDirectory(logDirectory, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute);
+var stateDirectory = Path.Combine(state, "jobworker-example", Environment.ProcessId.ToString(System.Globalization.CultureInfo.InvariantCulture));
 
 using var stopRequested = new CancellationTokenSource();
 var signalName = "";
@@ -48,7 +47,7 @@ if (cgroupMount is null)
 
 await using var runner = JobRunner.Create(new JobRunnerOptions
 {
-    StateDirectory = logDirectory,
+    StateDirectory = stateDirectory,
     CgroupRoot = Path.Combine(cgroupMount, $"jobworker-example-{Environment.ProcessId}"),
 });
 Job job;
@@ -84,8 +83,10 @@ Console.Error.WriteLine($"example: job {job.Id} {final.State}" +
     (final.Signal is { } signal ? $", signal {signal}" : "") +
     $", {final.LogBytes} bytes of output");
 
-// Remove the job's log; disposing the runner (await using) then removes its cgroup.
+// Remove the job's record and log; disposing the runner (await using) then removes its cgroup subtree. The state
+// directory of this run goes with the process (ProcessExit runs after the runner is disposed).
 runner.Remove(job);
+AppDomain.CurrentDomain.ProcessExit += (_, _) => Directory.Delete(stateDirectory, recursive: true);
 return stopRequested.IsCancellationRequested
     ? 128 + (signalName == "SIGINT" ? 2 : 15)
     : final.ExitCode ?? 128 + (final.Signal ?? 0);
