@@ -88,9 +88,16 @@ internal static class Concurrent
         }
         finally
         {
+            var root = runner.CgroupRoot;
             await runner.StopAllAsync(TimeSpan.Zero);
             await runner.DisposeAsync();
             Directory.Delete(logs, recursive: true);
+
+            // The runner after the restart found the root existing, so it leaves it: the bench created it.
+            if (Directory.Exists(root))
+            {
+                Directory.Delete(root);
+            }
         }
     }
 
