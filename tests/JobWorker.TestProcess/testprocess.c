@@ -23,7 +23,8 @@
  *   forkbomb-forever a real fork bomb: every process (children too) forks forever, pausing 1 ms after
  *                    a failed fork; the first process prints "contained errno E" at its first failure
  *   write-file P N   write N bytes to file P
- *   write-direct P M write M MiB to P with O_DIRECT (bypasses the page cache, so io.max applies at once);
+ *   write-direct P M write M MiB to P with O_DIRECT (bypasses the page cache, so io.max applies at once),
+ *                    64 KiB per write (io.stat then advances in 64 KiB steps a test can sample finely);
  *                    prints "wrote M MiB in S s"
  *   ids              print "uid=U gid=G groups=N[:g1,g2]"
  *   sigpipe          print "sigpipe=default" or "sigpipe=ignored"
@@ -256,14 +257,14 @@ int main(int argc, char **argv)
             long mb = i + 2 < argc ? atol(argv[i + 2]) : 0;
             int fd = open(path, O_WRONLY | O_CREAT | O_DIRECT, 0644);
             void *block = NULL;
-            if (fd < 0 || posix_memalign(&block, 4096, 1 << 20) != 0) {
+            if (fd < 0 || posix_memalign(&block, 4096, 64 << 10) != 0) {
                 say("open %s failed errno %d\n", path, errno);
                 return 124;
             }
-            memset(block, 7, 1 << 20);
+            memset(block, 7, 64 << 10);
             double start = now();
-            for (long m = 0; m < mb; m++) {
-                if (write(fd, block, 1 << 20) != 1 << 20) {
+            for (long k = 0; k < mb * 16; k++) {
+                if (write(fd, block, 64 << 10) != 64 << 10) {
                     say("write failed errno %d\n", errno);
                     return 124;
                 }
