@@ -8,8 +8,10 @@ namespace JobWorker.Core.Jobs;
 /// <remarks>
 /// The end of a job is driven by the runner's event loop, never by a thread per job: the pidfd becomes readable
 /// when the main process exits → its status is reaped → <c>cgroup.kill</c> ends any leftovers → the group's
-/// <c>populated 0</c> arrives through inotify → the output pipe reaches EOF → final usage is read → the output
-/// log is completed → the group is removed → <see cref="Completion"/> completes.
+/// <c>populated 0</c> arrives through inotify → the output pipe reaches EOF → final usage is read → the group is
+/// removed → the final status is published → the output log is completed → <see cref="Completion"/> completes.
+/// One rule says whether a job has ended: its final status is published. By then no process of it remains, its
+/// output is complete and its cgroup is gone, so an ended job can always be removed.
 /// </remarks>
 public sealed class Job
 {
@@ -22,6 +24,7 @@ public sealed class Job
     private readonly TaskCompletionSource _outputEnded = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private readonly DateTimeOffset _startedAt;
     private volatile JobStatus? _final;
+    private volatile JobUsage? _endUsage;
     private int _stopRequested;
     private volatile bool _mainExited;
 
@@ -62,7 +65,7 @@ public sealed class Job
         State = JobState.Running,
         Pid = Pid,
         StartedAt = _startedAt,
-        Usage = _cgroup.ReadUsage(),
+        Usage = _endUsage ?? _cgroup.ReadUsage(),
         LogBytes = _log.Length,
         LogDroppedBytes = _log.DroppedBytes,
         LogTruncated = _log.Truncated,
@@ -72,6 +75,9 @@ public sealed class Job
     public Task<JobStatus> Completion => _completion.Task;
 
     internal bool StopRequested => Volatile.Read(ref _stopRequested) != 0;
+
+    /// <summary>Whether the final status is published: the job has ended (see the remarks of <see cref="Job"/>).</summary>
+    internal bool HasEnded => _final is not null;
 
     internal OutputLog Log => _log;
 
@@ -225,7 +231,14 @@ public sealed class Job
             endedAt = DateTimeOffset.UtcNow;
         }
 
+        // The last figures before the group goes; a status asked for while it is being removed shows them too.
         var usage = _cgroup.ReadUsage();
+        _endUsage = usage;
+        if (!await _cgroup.TryRemoveAsync().ConfigureAwait(false))
+        {
+            _runner.ReportBackgroundError(this, "removing the cgroup", new IOException($"cgroup {_cgroup.Path} could not be removed"));
+        }
+
         var state = StopRequested ? JobState.Stopped : exitCode is not null ? JobState.Exited : JobState.Signaled;
         var final = new JobStatus
         {
@@ -241,6 +254,9 @@ public sealed class Job
             LogDroppedBytes = _log.DroppedBytes,
             LogTruncated = _log.Truncated,
         };
+
+        // Published before the log completes, so a follower that ends sees the final status; nothing of the job
+        // is left to clean up but its log, which Remove deletes.
         _final = final;
 
         try
@@ -250,11 +266,6 @@ public sealed class Job
         catch (Exception ex)
         {
             _runner.ReportBackgroundError(this, "completing the output log", ex);
-        }
-
-        if (!await _cgroup.TryRemoveAsync().ConfigureAwait(false))
-        {
-            _runner.ReportBackgroundError(this, "removing the cgroup", new IOException($"cgroup {_cgroup.Path} could not be removed"));
         }
 
         _completion.TrySetResult(final);

@@ -132,13 +132,10 @@ public sealed class JobWorkerService : Proto.JobWorker.JobWorkerBase
     {
         var caller = CallerIdentity.Get(context);
         var job = FindJob(caller, request.JobId, JobOperation.Remove);
-        if (!job.Status.HasEnded)
-        {
-            throw new JobStillRunningException($"job {RequestValidator.FormatJobId(job.Id)} is still running; stop it first");
-        }
-
         try
         {
+            // The runner alone decides whether the job has ended (its final status is published), so a client
+            // that received the final status is never told the job still runs.
             _host.Runner.Remove(job);
         }
         catch (InvalidOperationException e)
