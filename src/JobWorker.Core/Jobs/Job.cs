@@ -22,6 +22,12 @@ public sealed class Job
     private readonly SafeFileHandle _outputPipe;
     private readonly TaskCompletionSource<JobStatus> _completion = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private readonly TaskCompletionSource _outputEnded = new(TaskCreationOptions.RunContinuationsAsynchronously);
+
+    // The drain and the end of the job both may close the output pipe: whoever does it first, under this lock,
+    // and nothing reads it afterwards.
+    private readonly Lock _outputLock = new();
+    private bool _outputClosed;
+    private ulong _outputToken;
     private readonly DateTimeOffset _startedAt;
     private volatile JobStatus? _final;
     private volatile JobUsage? _endUsage;
@@ -144,34 +150,73 @@ public sealed class Job
     internal void Watch()
     {
         // The handlers get their token as an argument: they may run before Add returns.
-        _runner.Loop.Add(_outputPipe, OnOutputReadable);
+        _outputToken = _runner.Loop.Add(_outputPipe, OnOutputReadable);
         _runner.Loop.Add(_pidfd, OnMainExited);
     }
 
     private void OnOutputReadable(ulong token)
     {
-        bool eof;
-        try
+        lock (_outputLock)
         {
-            eof = _log.DrainFrom(_outputPipe);
+            if (_outputClosed)
+            {
+                return; // a dispatch queued before the job's end stopped the drain
+            }
+
+            bool eof;
+            try
+            {
+                eof = _log.DrainFrom(_outputPipe);
+            }
+            catch (Exception ex)
+            {
+                // A broken log must not keep the job (and its pipe) alive forever: stop reading, the job goes on.
+                _runner.ReportBackgroundError(this, "draining output", ex);
+                eof = true;
+            }
+
+            if (eof)
+            {
+                CloseOutput(token);
+            }
+            else
+            {
+                _runner.Loop.Rearm(token);
+            }
         }
-        catch (Exception ex)
+    }
+
+    /// <summary>
+    /// Stops reading the output for good before the log is completed, so nothing is appended to a log already
+    /// reported final. A drain in progress stops after its current read.
+    /// </summary>
+    private void StopDrain()
+    {
+        _log.StopDraining();
+        lock (_outputLock)
         {
-            // A broken log must not keep the job (and its pipe) alive forever: stop reading, the job goes on.
-            _runner.ReportBackgroundError(this, "draining output", ex);
-            eof = true;
+            if (!_outputClosed)
+            {
+                CloseOutput(_outputToken);
+            }
+        }
+    }
+
+    private void CloseOutput(ulong token)
+    {
+        _outputClosed = true;
+        _runner.Loop.Remove(token);
+
+        // Bytes still in the pipe when reading stops are lost with it: count them. Anything written later fails
+        // with EPIPE in the writer. At EOF there is nothing left.
+        var unread = Interop.Io.BytesAvailable(_outputPipe);
+        if (unread > 0)
+        {
+            _log.CountDropped(unread);
         }
 
-        if (eof)
-        {
-            _runner.Loop.Remove(token);
-            _outputPipe.Dispose();
-            _outputEnded.TrySetResult();
-        }
-        else
-        {
-            _runner.Loop.Rearm(token);
-        }
+        _outputPipe.Dispose();
+        _outputEnded.TrySetResult();
     }
 
     private void OnMainExited(ulong token) => _ = EndAsync(token);
@@ -180,7 +225,7 @@ public sealed class Job
     {
         int? exitCode = null;
         int? signal = null;
-        DateTimeOffset endedAt;
+        DateTimeOffset? endedAt = null;
         try
         {
             var r = Interop.Spawn.PidfdWait(_pidfd, nohang: 1, out var kind, out var code);
@@ -223,13 +268,25 @@ public sealed class Job
 
             // All writers are gone with the processes, so EOF follows promptly (unless a process outside the
             // cgroup got the pipe's write end through a unix socket: not a case we wait for forever).
-            await _outputEnded.Task.WaitAsync(TimeSpan.FromSeconds(10)).ConfigureAwait(false);
+            var timeout = _runner.Options.OutputEofTimeout;
+            try
+            {
+                await _outputEnded.Task.WaitAsync(timeout).ConfigureAwait(false);
+            }
+            catch (TimeoutException)
+            {
+                _runner.ReportBackgroundError(this, "reading the output", new IOException(
+                    $"The output pipe was still open {timeout.TotalSeconds:0.###} s after the job's last process ended: a process outside the job holds its write end. Reading stopped; what it writes from now on is not captured."));
+            }
         }
         catch (Exception ex)
         {
             _runner.ReportBackgroundError(this, "ending the job", ex);
-            endedAt = DateTimeOffset.UtcNow;
+            endedAt ??= DateTimeOffset.UtcNow;
         }
+
+        // Normally the pipe reached EOF already and this does nothing.
+        StopDrain();
 
         // The last figures before the group goes; a status asked for while it is being removed shows them too.
         var usage = _cgroup.ReadUsage();
