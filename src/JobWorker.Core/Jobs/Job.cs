@@ -22,13 +22,14 @@ public sealed class Job
     private readonly SafeFileHandle _outputPipe;
     private readonly TaskCompletionSource<JobStatus> _completion = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private readonly TaskCompletionSource _outputEnded = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    private readonly DateTimeOffset _startedAt;
 
-    // The drain and the end of the job both may close the output pipe: whoever does it first, under this lock,
-    // and nothing reads it afterwards.
+    // The drain and the end of the job may both close the output pipe: whichever comes first, under this lock;
+    // nothing reads the pipe afterwards.
     private readonly Lock _outputLock = new();
     private bool _outputClosed;
     private ulong _outputToken;
-    private readonly DateTimeOffset _startedAt;
+
     private volatile JobStatus? _final;
     private volatile JobUsage? _endUsage;
     private int _stopRequested;

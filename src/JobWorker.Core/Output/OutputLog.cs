@@ -42,8 +42,8 @@ internal sealed class OutputLog : IDisposable
     private readonly SafeFileHandle _file;
     private readonly long _capBytes;
 
-    // Written only by the drain (single writer), or by the end of the job once the drain stopped for good; read
-    // by any reader with Volatile.Read.
+    // Written only by the drain (single writer; the dropped count also by CountDropped once the drain stopped for
+    // good); read by any reader with Volatile.Read.
     private long _length;
     private long _droppedBytes;
 

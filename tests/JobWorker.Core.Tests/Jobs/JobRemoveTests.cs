@@ -16,7 +16,7 @@ public sealed class JobRemoveTests
     public async Task Remove_FollowerSawTheEndWhileCgroupRemovalIsSlow_RemovedAndNothingLeft()
     {
         await using var t = TestRunner.Create();
-        var job = t.Start("echo", "done", "sleep", "0.3", "exit", "0");
+        var job = t.Start("echo", "done", "sleep", "0.5", "exit", "0");
 
         // An empty child group makes rmdir of the job's group fail with EBUSY, as the kernel does for a moment
         // after the last process left; the runner retries. The test owns this group and removes it 0.5 s after
@@ -26,7 +26,7 @@ public sealed class JobRemoveTests
         var release = Task.Run(
             async () =>
             {
-                await Task.Delay(TimeSpan.FromSeconds(0.8), CancellationToken.None);
+                await Task.Delay(TimeSpan.FromSeconds(1), CancellationToken.None);
                 Directory.Delete(hold);
             },
             CancellationToken.None);
