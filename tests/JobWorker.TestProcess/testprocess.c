@@ -14,6 +14,8 @@
  *   signal N         kill itself with signal N
  *   ignore-sigterm   ignore SIGTERM from now on
  *   fork K           start K children that sleep until killed (they ignore SIGTERM if asked before)
+ *   ticker MS        start a child that writes "tick" to stdout every MS ms until a write fails (SIGPIPE
+ *                    is default, so it dies once the pipe's read end is closed); prints "ticker PID"
  *   detach           setsid + double fork: a grandchild outside our session sleeps until killed;
  *                    prints "grandchild PID"
  *   alloc MB         allocate and touch MB MiB
@@ -148,6 +150,17 @@ int main(int argc, char **argv)
                     sleep_forever();
                 }
             }
+            i++;
+        } else if (strcmp(op, "ticker") == 0) {
+            double interval = atof(arg) / 1000.0;
+            pid_t pid = fork();
+            if (pid == 0) {
+                for (;;) {
+                    write_all(1, "tick\n", 5);
+                    sleep_seconds(interval);
+                }
+            }
+            say("ticker %d\n", (int)pid);
             i++;
         } else if (strcmp(op, "detach") == 0) {
             int p[2];

@@ -8,8 +8,10 @@ namespace JobWorker.Core.Jobs;
 /// <remarks>
 /// The end of a job is driven by the runner's event loop, never by a thread per job: the pidfd becomes readable
 /// when the main process exits → its status is reaped → <c>cgroup.kill</c> ends any leftovers → the group's
-/// <c>populated 0</c> arrives through inotify → the output pipe reaches EOF → final usage is read → the output
-/// log is completed → the group is removed → <see cref="Completion"/> completes.
+/// <c>populated 0</c> arrives through inotify → the output pipe reaches EOF → final usage is read → the group is
+/// removed → the final status is published → the output log is completed → <see cref="Completion"/> completes.
+/// One rule says whether a job has ended: its final status is published. By then no process of it remains, its
+/// output is complete and its cgroup is gone, so an ended job can always be removed.
 /// </remarks>
 public sealed class Job
 {
@@ -21,7 +23,15 @@ public sealed class Job
     private readonly TaskCompletionSource<JobStatus> _completion = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private readonly TaskCompletionSource _outputEnded = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private readonly DateTimeOffset _startedAt;
+
+    // The drain and the end of the job may both close the output pipe: whichever comes first, under this lock;
+    // nothing reads the pipe afterwards.
+    private readonly Lock _outputLock = new();
+    private bool _outputClosed;
+    private ulong _outputToken;
+
     private volatile JobStatus? _final;
+    private volatile JobUsage? _endUsage;
     private int _stopRequested;
     private volatile bool _mainExited;
 
@@ -62,7 +72,7 @@ public sealed class Job
         State = JobState.Running,
         Pid = Pid,
         StartedAt = _startedAt,
-        Usage = _cgroup.ReadUsage(),
+        Usage = _endUsage ?? _cgroup.ReadUsage(),
         LogBytes = _log.Length,
         LogDroppedBytes = _log.DroppedBytes,
         LogTruncated = _log.Truncated,
@@ -72,6 +82,9 @@ public sealed class Job
     public Task<JobStatus> Completion => _completion.Task;
 
     internal bool StopRequested => Volatile.Read(ref _stopRequested) != 0;
+
+    /// <summary>Whether the final status is published: the job has ended (see the remarks of <see cref="Job"/>).</summary>
+    internal bool HasEnded => _final is not null;
 
     internal OutputLog Log => _log;
 
@@ -138,34 +151,73 @@ public sealed class Job
     internal void Watch()
     {
         // The handlers get their token as an argument: they may run before Add returns.
-        _runner.Loop.Add(_outputPipe, OnOutputReadable);
+        _outputToken = _runner.Loop.Add(_outputPipe, OnOutputReadable);
         _runner.Loop.Add(_pidfd, OnMainExited);
     }
 
     private void OnOutputReadable(ulong token)
     {
-        bool eof;
-        try
+        lock (_outputLock)
         {
-            eof = _log.DrainFrom(_outputPipe);
+            if (_outputClosed)
+            {
+                return; // a dispatch queued before the job's end stopped the drain
+            }
+
+            bool eof;
+            try
+            {
+                eof = _log.DrainFrom(_outputPipe);
+            }
+            catch (Exception ex)
+            {
+                // A broken log must not keep the job (and its pipe) alive forever: stop reading, the job goes on.
+                _runner.ReportBackgroundError(this, "draining output", ex);
+                eof = true;
+            }
+
+            if (eof)
+            {
+                CloseOutput(token);
+            }
+            else
+            {
+                _runner.Loop.Rearm(token);
+            }
         }
-        catch (Exception ex)
+    }
+
+    /// <summary>
+    /// Stops reading the output for good before the log is completed, so nothing is appended to a log already
+    /// reported final. A drain in progress stops after its current read.
+    /// </summary>
+    private void StopDrain()
+    {
+        _log.StopDraining();
+        lock (_outputLock)
         {
-            // A broken log must not keep the job (and its pipe) alive forever: stop reading, the job goes on.
-            _runner.ReportBackgroundError(this, "draining output", ex);
-            eof = true;
+            if (!_outputClosed)
+            {
+                CloseOutput(_outputToken);
+            }
+        }
+    }
+
+    private void CloseOutput(ulong token)
+    {
+        _outputClosed = true;
+        _runner.Loop.Remove(token);
+
+        // Bytes still in the pipe when reading stops are lost with it: count them. Anything written later fails
+        // with EPIPE in the writer. At EOF there is nothing left.
+        var unread = Interop.Io.BytesAvailable(_outputPipe);
+        if (unread > 0)
+        {
+            _log.CountDropped(unread);
         }
 
-        if (eof)
-        {
-            _runner.Loop.Remove(token);
-            _outputPipe.Dispose();
-            _outputEnded.TrySetResult();
-        }
-        else
-        {
-            _runner.Loop.Rearm(token);
-        }
+        _outputPipe.Dispose();
+        _outputEnded.TrySetResult();
     }
 
     private void OnMainExited(ulong token) => _ = EndAsync(token);
@@ -174,7 +226,7 @@ public sealed class Job
     {
         int? exitCode = null;
         int? signal = null;
-        DateTimeOffset endedAt;
+        DateTimeOffset? endedAt = null;
         try
         {
             var r = Interop.Spawn.PidfdWait(_pidfd, nohang: 1, out var kind, out var code);
@@ -217,15 +269,34 @@ public sealed class Job
 
             // All writers are gone with the processes, so EOF follows promptly (unless a process outside the
             // cgroup got the pipe's write end through a unix socket: not a case we wait for forever).
-            await _outputEnded.Task.WaitAsync(TimeSpan.FromSeconds(10)).ConfigureAwait(false);
+            var timeout = _runner.Options.OutputEofTimeout;
+            try
+            {
+                await _outputEnded.Task.WaitAsync(timeout).ConfigureAwait(false);
+            }
+            catch (TimeoutException)
+            {
+                _runner.ReportBackgroundError(this, "reading the output", new IOException(
+                    $"The output pipe was still open {timeout.TotalSeconds:0.###} s after the job's last process ended: a process outside the job holds its write end. Reading stopped; what it writes from now on is not captured."));
+            }
         }
         catch (Exception ex)
         {
             _runner.ReportBackgroundError(this, "ending the job", ex);
-            endedAt = DateTimeOffset.UtcNow;
+            endedAt ??= DateTimeOffset.UtcNow;
         }
 
+        // Normally the pipe reached EOF already and this does nothing.
+        StopDrain();
+
+        // The last figures before the group goes; a status asked for while it is being removed shows them too.
         var usage = _cgroup.ReadUsage();
+        _endUsage = usage;
+        if (!await _cgroup.TryRemoveAsync().ConfigureAwait(false))
+        {
+            _runner.ReportBackgroundError(this, "removing the cgroup", new IOException($"cgroup {_cgroup.Path} could not be removed"));
+        }
+
         var state = StopRequested ? JobState.Stopped : exitCode is not null ? JobState.Exited : JobState.Signaled;
         var final = new JobStatus
         {
@@ -241,6 +312,9 @@ public sealed class Job
             LogDroppedBytes = _log.DroppedBytes,
             LogTruncated = _log.Truncated,
         };
+
+        // Published before the log completes, so a follower that ends sees the final status; nothing of the job
+        // is left to clean up but its log, which Remove deletes.
         _final = final;
 
         try
@@ -250,11 +324,6 @@ public sealed class Job
         catch (Exception ex)
         {
             _runner.ReportBackgroundError(this, "completing the output log", ex);
-        }
-
-        if (!await _cgroup.TryRemoveAsync().ConfigureAwait(false))
-        {
-            _runner.ReportBackgroundError(this, "removing the cgroup", new IOException($"cgroup {_cgroup.Path} could not be removed"));
         }
 
         _completion.TrySetResult(final);

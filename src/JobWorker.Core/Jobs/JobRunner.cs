@@ -306,11 +306,15 @@ public sealed class JobRunner : IAsyncDisposable
     public bool TryGetJob(Guid id, [NotNullWhen(true)] out Job? job) => _jobs.TryGetValue(id, out job);
 
     /// <summary>Forgets an ended job and deletes its log.</summary>
+    /// <remarks>
+    /// A job has ended once its final status is published (<see cref="JobStatus.HasEnded"/>): a reader that saw
+    /// the final status can always remove the job, even before <see cref="Job.Completion"/>'s continuations ran.
+    /// </remarks>
     /// <exception cref="InvalidOperationException">The job is still running.</exception>
     public void Remove(Job job)
     {
         ArgumentNullException.ThrowIfNull(job);
-        if (!job.Completion.IsCompleted)
+        if (!job.HasEnded)
         {
             throw new InvalidOperationException($"Job {job.Id} is still running; stop it first.");
         }

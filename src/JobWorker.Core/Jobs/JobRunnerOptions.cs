@@ -32,4 +32,11 @@ public sealed record JobRunnerOptions
 
     /// <summary>Isolation for jobs whose spec does not choose. Default none.</summary>
     public JobIsolation DefaultIsolation { get; init; } = JobIsolation.None;
+
+    /// <summary>
+    /// How long the output pipe may stay open after the job's last process is gone: only a process outside the
+    /// job that received the pipe's write end (over a unix socket, or moved out of the cgroup) can keep it open.
+    /// Then reading stops, and the job ends anyway. Default 10 s; tests shorten it.
+    /// </summary>
+    internal TimeSpan OutputEofTimeout { get; init; } = TimeSpan.FromSeconds(10);
 }

@@ -16,7 +16,9 @@ namespace JobWorker.Core.Output;
 /// <see cref="Create"/> creates <c>&lt;directory&gt;/&lt;jobId:N&gt;.log</c> with mode 0600.
 /// <see cref="DrainFrom"/> is called on a thread-pool thread each time the non-blocking pipe read end is
 /// readable, never concurrently for one log; it reads until EAGAIN (returns false) or EOF (returns true).
-/// <see cref="Complete"/> is called once after EOF and after the job's final status is known.
+/// <see cref="StopDraining"/> ends reading for good when the pipe has no EOF in time (a process outside the job
+/// holds its write end). <see cref="Complete"/> is called once after EOF or that stop, and after the job's final
+/// status is known: no byte is appended to a complete log.
 /// </para>
 /// <para>
 /// The file is the only store: the log keeps no bytes in memory, so a job costs one fd and a small object
@@ -40,7 +42,8 @@ internal sealed class OutputLog : IDisposable
     private readonly SafeFileHandle _file;
     private readonly long _capBytes;
 
-    // Written only by the drain (single writer); read by any reader with Volatile.Read.
+    // Written only by the drain (single writer; the dropped count also by CountDropped once the drain stopped for
+    // good); read by any reader with Volatile.Read.
     private long _length;
     private long _droppedBytes;
 
@@ -49,6 +52,7 @@ internal sealed class OutputLog : IDisposable
     private volatile IOException? _writeFailure;
 
     private volatile bool _complete;
+    private volatile bool _drainStopped;
     private volatile bool _disposed;
     private int _activeReaders;
 
@@ -120,8 +124,8 @@ internal sealed class OutputLog : IDisposable
     /// <summary>
     /// Reads everything the non-blocking <paramref name="pipe"/> holds into the log, and wakes waiting readers.
     /// </summary>
-    /// <returns><see langword="true"/> at end of file (every writer closed the pipe); <see langword="false"/> when the
-    /// pipe is empty for now (EAGAIN).</returns>
+    /// <returns><see langword="true"/> at end of file (every writer closed the pipe) or once <see cref="StopDraining"/>
+    /// was called; <see langword="false"/> when the pipe is empty for now (EAGAIN).</returns>
     /// <remarks>
     /// Never blocks on the job and never fails because of the log: past the cap, or once the disk refused a write,
     /// bytes are still read (so the job's writes never stall) and counted in <see cref="DroppedBytes"/>. Must not be
@@ -138,7 +142,7 @@ internal sealed class OutputLog : IDisposable
         {
             fixed (byte* start = buffer)
             {
-                while (true)
+                while (!_drainStopped)
                 {
                     // One read takes everything the pipe holds (up to 1 MiB); it is published at once, so readers
                     // see a trickling job's every write immediately. Coalescing reads would only delay them: a
@@ -166,6 +170,8 @@ internal sealed class OutputLog : IDisposable
                         throw Interop.Io.ErrnoException(errno, "read from the job's output pipe");
                     }
                 }
+
+                return true;
             }
         }
         finally
@@ -173,6 +179,15 @@ internal sealed class OutputLog : IDisposable
             DrainBufferPool.Return(buffer);
         }
     }
+
+    /// <summary>
+    /// Makes <see cref="DrainFrom"/> stop for good: one in progress returns after its current read (so the caller
+    /// waits at most one read for it), later calls return at once.
+    /// </summary>
+    public void StopDraining() => _drainStopped = true;
+
+    /// <summary>Counts bytes the job wrote that will never be read (left in the pipe when reading stopped).</summary>
+    public void CountDropped(long count) => Interlocked.Add(ref _droppedBytes, count);
 
     /// <summary>
     /// Marks the log complete: no more bytes will come. Followers end after the last byte. Idempotent.
