@@ -33,9 +33,10 @@ endif
 test:
 	$(DOTNET) test $(SLN)
 
-# The concurrency stress tests (many followers, many jobs, races between stop/exit/remove).
+# The concurrency stress tests (trait Category=Stress): races between start, stop, a job's own exit, remove and
+# followers over a real server, each round checked for a consistent end and for leaks; many CLI followers.
 race_test:
-	$(DOTNET) test $(SLN) --filter "Category=Stress"
+	$(DOTNET) test $(SLN) -c $(CONFIG) --filter "Category=Stress"
 
 integration_test:
 	@set -e; for p in $(INTEGRATION_PROJECTS); do $(DOTNET) test $$p; done

@@ -12,8 +12,9 @@
  *                 exit, code, ended_at_ns, log_bytes, log_dropped_bytes, log_errno, output_incomplete.
  *                 512 bytes padded with newlines; the end record overwrites the start record in place.
  *
- * argv: jobworker-shim 1 JOBDIR CGROUP LOGCAP FLAGS NSFLAGS UID GID CWD N EXEC... N ARGV... N ENV...
+ * argv: jobworker-shim 1 JOBDIR CGROUP LOGCAP EOFMS FLAGS NSFLAGS UID GID CWD N EXEC... N ARGV... N ENV...
  *   JOBDIR  the job's state directory; CGROUP the job's cgroup (<root>/<id>/job); LOGCAP the log's size cap;
+ *   EOFMS how long to wait for the pipe's EOF once the job's group is empty (see below);
  *   FLAGS and NSFLAGS the jw_spawn flags and CLONE_NEW* flags; CWD "" for none; then three counted lists:
  *   executables to try, the argv, the environment. The shim's own environment is empty: nothing a job
  *   chooses (GLIBC_TUNABLES, LD_*) reaches this root process.
@@ -47,9 +48,9 @@
 
 #define PIPE_SIZE (1 << 20)
 #define CHUNK (1 << 20)
-/* After the job's group is empty every writer is gone, so EOF is due at once; a process outside the
- * group could only hold the pipe if it was passed over a unix socket, and we do not wait for it forever. */
-#define EOF_GRACE_MS 10000
+/* After the job's group is empty every writer is gone, so EOF is due at once; a process outside the group
+ * could only hold the pipe if it was passed over a unix socket (or moved out of the group), and we do not wait
+ * for it forever: after EOFMS (argv) reading stops and the job's end is recorded as output_incomplete. */
 
 static int64_t now_ns(void)
 {
@@ -324,15 +325,16 @@ int main(int argc, char **argv)
         signal(ignored[k], SIG_IGN);
     }
 
-    uint64_t cap, spawn_flags, ns_flags, uid, gid;
-    if (argc < 14 || strcmp(argv[1], "1") != 0 || parse_u64(argv[4], &cap) < 0 || parse_u64(argv[5], &spawn_flags) < 0 ||
-        parse_u64(argv[6], &ns_flags) < 0 || parse_u64(argv[7], &uid) < 0 || parse_u64(argv[8], &gid) < 0 || cap == 0) {
+    uint64_t cap, eof_ms, spawn_flags, ns_flags, uid, gid;
+    if (argc < 15 || strcmp(argv[1], "1") != 0 || parse_u64(argv[4], &cap) < 0 || parse_u64(argv[5], &eof_ms) < 0 ||
+        parse_u64(argv[6], &spawn_flags) < 0 || parse_u64(argv[7], &ns_flags) < 0 || parse_u64(argv[8], &uid) < 0 ||
+        parse_u64(argv[9], &gid) < 0 || cap == 0 || eof_ms > 3600000) {
         fail(JW_STEP_ARGS, EINVAL);
     }
     const char *job_dir = argv[2];
     const char *cgroup = argv[3];
-    const char *cwd = argv[9][0] == '\0' ? NULL : argv[9];
-    int i = 10;
+    const char *cwd = argv[10][0] == '\0' ? NULL : argv[10];
+    int i = 11;
     char **exec_paths = take_list(argc, argv, &i);
     char **job_argv = exec_paths == NULL ? NULL : take_list(argc, argv, &i);
     char **job_envp = job_argv == NULL ? NULL : take_list(argc, argv, &i);
@@ -491,7 +493,7 @@ int main(int argc, char **argv)
             }
         }
         if (main_exited && !populated && !d.eof && eof_deadline < 0) {
-            eof_deadline = monotonic_ms() + EOF_GRACE_MS;
+            eof_deadline = monotonic_ms() + (int64_t)eof_ms;
         }
     }
 

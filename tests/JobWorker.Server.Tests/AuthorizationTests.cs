@@ -144,8 +144,8 @@ public sealed class AuthorizationTests : IAsyncLifetime
         Assert.Equal(StatusCode.ResourceExhausted, e.StatusCode);
         Assert.Contains("alice", e.Status.Detail, StringComparison.Ordinal);
         Assert.Contains("MaxRunningJobsPerUser", e.Status.Detail, StringComparison.Ordinal);
-        Assert.NotEmpty(bobsJob.JobId);
-        Assert.NotEmpty(afterStop.JobId);
+        Assert.Equal(TestServer.Bob, bobsJob.Owner);
+        Assert.Equal(TestServer.Alice, afterStop.Owner);
     }
 
     private static IEnumerable<(string Name, Func<string, Task> Call)> Calls(global::JobWorker.Protocol.V1.JobWorker.JobWorkerClient client)

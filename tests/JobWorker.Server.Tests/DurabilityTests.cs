@@ -26,13 +26,19 @@ public sealed class DurabilityTests
         await File.WriteAllBytesAsync(dataFile, data, Token);
         File.SetUnixFileMode(dataFile, (UnixFileMode)0b110_100_100); // jobs run as nobody
         const int Loops = 25;
+
+        // Jobs that must end while no server runs wait for this file, which the test creates after the SIGKILL.
+        var goDirectory = Path.Combine(env.Directory, "go");
+        Directory.CreateDirectory(goDirectory);
+        File.SetUnixFileMode(goDirectory, (UnixFileMode)0b111_101_101);
+        var go = Path.Combine(goDirectory, "now");
         var expectedWriterOutput = Enumerable.Repeat(data, Loops).SelectMany(d => d).ToArray();
 
         var server = env.Start();
         var client = env.Client(await env.WaitForListeningAsync(server), TestServer.Alice);
         var writers = await StartManyAsync(client, 10, _ => $"for i in $(seq {Loops}); do cat {dataFile}; sleep 0.15; done");
         var sleepers = await StartManyAsync(client, 10, _ => "exec sleep 120");
-        var exiters = await StartManyAsync(client, 10, i => $"sleep 1.5; exit {10 + i}");
+        var exiters = await StartManyAsync(client, 10, i => $"while [ ! -e {go} ]; do sleep 0.05; done; exit {10 + i}");
         var signaled = await StartManyAsync(client, 10, _ => "exec sleep 120");
         var quick = await StartManyAsync(client, 10, i => $"echo quick {i}; exit {30 + i}");
 
@@ -46,6 +52,7 @@ public sealed class DurabilityTests
         server.Kill(); // SIGKILL
         await server.WaitForExitAsync(Token);
         var crashedAt = DateTimeOffset.UtcNow;
+        await File.WriteAllTextAsync(go, "", Token);
 
         // While no server runs: jobs keep running, some end by themselves, some are signalled from outside.
         for (var i = 0; i < signaled.Count; i++)

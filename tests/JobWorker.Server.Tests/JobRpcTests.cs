@@ -65,7 +65,10 @@ public sealed class JobRpcTests : IAsyncLifetime
         Assert.Contains("/nonexistent/program", e.Status.Detail, StringComparison.Ordinal);
         Assert.Equal(0, _server.Host.RunningJobs(TestServer.Alice));
         var job = await _server.StartTestProcessAsync(TestServer.Alice, "exit", "0");
-        Assert.NotEmpty(job.JobId);
+        await WaitForEndAsync(client, job.JobId);
+        var ended = (await client.GetJobAsync(new GetJobRequest { JobId = job.JobId }, cancellationToken: Token)).Job;
+        Assert.Equal(JobState.Exited, ended.State);
+        Assert.Equal(0, ended.ExitCode);
     }
 
     [Fact(Timeout = 30_000)]

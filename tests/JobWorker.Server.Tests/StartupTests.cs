@@ -53,7 +53,10 @@ public sealed class StartupTests : IDisposable
     {
         using var app = Build();
 
-        Assert.NotNull(app.Services.GetRequiredService<Configuration.ServerOptions>());
+        var options = app.Services.GetRequiredService<Configuration.ServerOptions>();
+        Assert.Equal(_pki.CaCertificate, options.CaCertificate);
+        Assert.Equal(_pki.ServerCertificate, options.ServerCertificate);
+        Assert.Equal(_pki.ServerKey, options.ServerKey);
     }
 
     private WebApplication Build() => ServerApp.Build([], builder => builder.Configuration.AddInMemoryCollection(new Dictionary<string, string?>

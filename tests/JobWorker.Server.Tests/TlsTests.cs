@@ -125,26 +125,43 @@ public sealed class TlsTests : IAsyncLifetime
     }
 
     [Fact(Timeout = 30_000)]
-    public async Task Handshake_Tls12OnlyClient_Refused()
+    public async Task Handshake_Tls12OnlyClient_RefusedByServerForItsProtocol()
     {
-        // Speak TLS directly: a TLS 1.2-only client must not complete a handshake at all.
+        // A server of its own, so that every connection in its log is this test's. Kestrel logs a failed
+        // handshake at Debug under its HTTPS middleware, which the server's default log level hides.
+        await using var server = await TestServer.StartAsync(
+            new Dictionary<string, string?> { ["Logging:LogLevel:Microsoft.AspNetCore.Server.Kestrel"] = "Debug" },
+            TestContext.Current.CancellationToken);
         using var tcp = new TcpClient();
-        await tcp.ConnectAsync(_server.Address.Host, _server.Address.Port, TestContext.Current.CancellationToken);
+        await tcp.ConnectAsync(server.Address.Host, server.Address.Port, TestContext.Current.CancellationToken);
         await using var tls = new SslStream(tcp.GetStream());
-        using var cert = _server.ClientCertificate(TestServer.Alice);
-
+        using var cert = server.ClientCertificate(TestServer.Alice);
         var options = new SslClientAuthenticationOptions
         {
             TargetHost = "localhost",
             EnabledSslProtocols = SslProtocols.Tls12,
             ClientCertificates = [cert],
             ApplicationProtocols = [SslApplicationProtocol.Http2],
-            RemoteCertificateValidationCallback = (_, server, _, _) =>
-                server is X509Certificate2 s && CertificateTrust.Verify(s, _server.Ca, Oids.ServerAuthentication) is null,
+            RemoteCertificateValidationCallback = (_, certificate, _, _) =>
+                certificate is X509Certificate2 s && CertificateTrust.Verify(s, server.Ca, Oids.ServerAuthentication) is null,
         };
 
-        await Assert.ThrowsAnyAsync<Exception>(() => tls.AuthenticateAsClientAsync(options, TestContext.Current.CancellationToken));
+        await Assert.ThrowsAsync<AuthenticationException>(() => tls.AuthenticateAsClientAsync(options, TestContext.Current.CancellationToken));
+
+        // The server refused the protocol version itself (OpenSSL's "unsupported protocol"), before any
+        // certificate was looked at: its certificate check neither ran nor counted a refusal.
+        var refusal = await WaitForLogAsync(server, entry =>
+            entry.Category == "Microsoft.AspNetCore.Server.Kestrel.Https.Internal.HttpsConnectionMiddleware" && entry.EventId.Name == "AuthenticationFailed");
+        Assert.Contains("unsupported protocol", refusal.Message, StringComparison.Ordinal);
+        Assert.Single(server.Logs.Entries, entry => entry.EventId.Name == "ConnectionAccepted");
+        Assert.DoesNotContain(server.Logs.Entries, entry => entry.EventId.Id == 8 && entry.Category.StartsWith("JobWorker", StringComparison.Ordinal));
+        Assert.Equal(0, server.Metrics.HandshakesRefused);
         Assert.False(tls.IsAuthenticated);
+
+        // And it keeps serving TLS 1.3 clients.
+        var health = new Health.HealthClient(server.Channel(server.ClientCertificate(TestServer.Bob)));
+        var response = await health.CheckAsync(new HealthCheckRequest(), cancellationToken: TestContext.Current.CancellationToken);
+        Assert.Equal(HealthCheckResponse.Types.ServingStatus.Serving, response.Status);
     }
 
     [Fact(Timeout = 30_000)]
@@ -183,6 +200,26 @@ public sealed class TlsTests : IAsyncLifetime
 
     private static X509Certificate2 IssueWithServiceCa(CertificateAuthority ca, CertificateOptions options)
         => ca.IssueClient(new ClientIdentity(TestServer.Alice, Roles.User), options);
+
+    /// <summary>The first log entry of the server that matches; the server may log just after the client saw the end.</summary>
+    private static async Task<(string Category, LogLevel Level, EventId EventId, string Message)> WaitForLogAsync(
+        TestServer server, Func<(string Category, LogLevel Level, EventId EventId, string Message), bool> match)
+    {
+        var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(10);
+        while (true)
+        {
+            foreach (var entry in server.Logs.Entries)
+            {
+                if (match(entry))
+                {
+                    return entry;
+                }
+            }
+
+            Assert.True(DateTime.UtcNow < deadline, "the server logged no matching entry within 10 s");
+            await Task.Delay(20, TestContext.Current.CancellationToken);
+        }
+    }
 
     private async Task AssertRefusedAsync(GrpcChannel channel, string expectedReason)
     {

@@ -151,7 +151,8 @@ public sealed class UnitTests
     public void ListenAddress_Invalid_Refused(string text)
     {
         Assert.False(ListenAddress.TryParse(text, out _, out var error));
-        Assert.NotEmpty(error);
+        // The message names the refused text (or says it is empty).
+        Assert.Contains(text.Length == 0 ? "the address is empty" : $"'{text}'", error, StringComparison.Ordinal);
     }
 
     [Fact]
@@ -193,6 +194,40 @@ public sealed class UnitTests
         Assert.DoesNotContain("secret", internalError.Detail, StringComparison.Ordinal);
         Assert.Equal(StatusCode.Internal, ErrorInterceptor.ToStatus(new InvalidCastException("secret"), false).StatusCode);
     }
+
+    [Fact]
+    public void EndsTheLog_ReadWithoutFollowSettledBeforeTheJobWroteAndEnded_NoFinalStatus()
+    {
+        // The reader found nothing at offset 0, then the job wrote 5 bytes and ended before the status was read.
+        var ended = EndedStatus(logBytes: 5);
+
+        Assert.False(JobWorkerService.EndsTheLog(follow: false, readStart: 0, readEnd: null, ended));
+        Assert.False(JobWorkerService.EndsTheLog(follow: false, readStart: 3, readEnd: null, ended));
+        Assert.False(JobWorkerService.EndsTheLog(follow: false, readStart: 0, readEnd: 4, ended));
+    }
+
+    [Fact]
+    public void EndsTheLog_ReadReachedTheFinalLength_FinalStatus()
+    {
+        var ended = EndedStatus(logBytes: 5);
+
+        Assert.True(JobWorkerService.EndsTheLog(follow: false, readStart: 0, readEnd: 5, ended));
+        Assert.True(JobWorkerService.EndsTheLog(follow: false, readStart: 5, readEnd: null, ended)); // tail 0, or from the end
+        Assert.True(JobWorkerService.EndsTheLog(follow: false, readStart: 9, readEnd: null, ended)); // from past the end
+        Assert.True(JobWorkerService.EndsTheLog(follow: false, readStart: 0, readEnd: null, EndedStatus(logBytes: 0)));
+        Assert.True(JobWorkerService.EndsTheLog(follow: true, readStart: 0, readEnd: 5, ended));
+        Assert.False(JobWorkerService.EndsTheLog(follow: true, readStart: 0, readEnd: 5, ended with { State = global::JobWorker.Core.Jobs.JobState.Running, EndedAt = null }));
+    }
+
+    private static global::JobWorker.Core.Jobs.JobStatus EndedStatus(long logBytes) => new()
+    {
+        State = global::JobWorker.Core.Jobs.JobState.Exited,
+        ExitCode = 0,
+        Pid = 1,
+        StartedAt = DateTimeOffset.UnixEpoch,
+        EndedAt = DateTimeOffset.UnixEpoch,
+        LogBytes = logBytes,
+    };
 
     [Fact]
     public void PrometheusText_Counters_Formatted()

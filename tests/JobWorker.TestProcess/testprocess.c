@@ -14,6 +14,8 @@
  *   signal N         kill itself with signal N
  *   ignore-sigterm   ignore SIGTERM from now on
  *   fork K           start K children that sleep until killed (they ignore SIGTERM if asked before)
+ *   ticker MS        start a child that writes "tick" to stdout every MS ms until a write fails (SIGPIPE
+ *                    is default, so it dies once the pipe's read end is closed); prints "ticker PID"
  *   detach           setsid + double fork: a grandchild outside our session sleeps until killed;
  *                    prints "grandchild PID"
  *   alloc MB         allocate and touch MB MiB
@@ -23,7 +25,8 @@
  *   forkbomb-forever a real fork bomb: every process (children too) forks forever, pausing 1 ms after
  *                    a failed fork; the first process prints "contained errno E" at its first failure
  *   write-file P N   write N bytes to file P
- *   write-direct P M write M MiB to P with O_DIRECT (bypasses the page cache, so io.max applies at once);
+ *   write-direct P M write M MiB to P with O_DIRECT (bypasses the page cache, so io.max applies at once),
+ *                    64 KiB per write (io.stat then advances in 64 KiB steps a test can sample finely);
  *                    prints "wrote M MiB in S s"
  *   ids              print "uid=U gid=G groups=N[:g1,g2]"
  *   sigpipe          print "sigpipe=default" or "sigpipe=ignored"
@@ -148,6 +151,17 @@ int main(int argc, char **argv)
                 }
             }
             i++;
+        } else if (strcmp(op, "ticker") == 0) {
+            double interval = atof(arg) / 1000.0;
+            pid_t pid = fork();
+            if (pid == 0) {
+                for (;;) {
+                    write_all(1, "tick\n", 5);
+                    sleep_seconds(interval);
+                }
+            }
+            say("ticker %d\n", (int)pid);
+            i++;
         } else if (strcmp(op, "detach") == 0) {
             int p[2];
             if (pipe(p) < 0) {
@@ -256,14 +270,14 @@ int main(int argc, char **argv)
             long mb = i + 2 < argc ? atol(argv[i + 2]) : 0;
             int fd = open(path, O_WRONLY | O_CREAT | O_DIRECT, 0644);
             void *block = NULL;
-            if (fd < 0 || posix_memalign(&block, 4096, 1 << 20) != 0) {
+            if (fd < 0 || posix_memalign(&block, 4096, 64 << 10) != 0) {
                 say("open %s failed errno %d\n", path, errno);
                 return 124;
             }
-            memset(block, 7, 1 << 20);
+            memset(block, 7, 64 << 10);
             double start = now();
-            for (long m = 0; m < mb; m++) {
-                if (write(fd, block, 1 << 20) != 1 << 20) {
+            for (long k = 0; k < mb * 16; k++) {
+                if (write(fd, block, 64 << 10) != 64 << 10) {
                     say("write failed errno %d\n", errno);
                     return 124;
                 }

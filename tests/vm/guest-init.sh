@@ -65,6 +65,10 @@ hostname jobworker-vm
 if [ -n "$JW_SCRATCH" ] && [ ! -b "/newroot$JW_SCRATCH" ]; then
     fail "scratch device $JW_SCRATCH requested but missing in the guest"
 fi
+# Optional partitioned disk (ubdc=FILE with an MBR): its first partition must have been found.
+if [ -n "$JW_PARTITION" ] && [ ! -b "/newroot$JW_PARTITION" ]; then
+    fail "partition $JW_PARTITION requested but missing in the guest (partition table not read?)"
+fi
 
 # Optional cgroup for the command (as under systemd Delegate=yes): created below the root with
 # every controller available from its parent, the command starts inside it.

@@ -14,7 +14,8 @@
 #   --results DIR      keep the xunit XML reports (one per executable) in DIR
 #
 # A TEST_EXE is the apphost (tests/X/bin/Release/net10.0/linux-x64/X) or X.dll (run with dotnet).
-# The guest has a 64 MB scratch disk: tests find it in JOBWORKER_TEST_SCRATCH_DEVICE (/dev/ubdb).
+# The guest has a 64 MB scratch disk: tests find it in JOBWORKER_TEST_SCRATCH_DEVICE (/dev/ubdb); and
+# a partitioned disk: tests find its partition in JOBWORKER_TEST_PARTITION (/dev/ubdc1).
 # Last line of output: "guest: N passed, N failed, N skipped".
 set -euo pipefail
 
@@ -110,7 +111,7 @@ fi
 
 start=$(date +%s.%N)
 guest_rc=0
-"$script_dir/run-in-guest.sh" --timeout "$timeout_sec" --scratch-disk 64 --results "$results" "${cgroup_args[@]}" \
+"$script_dir/run-in-guest.sh" --timeout "$timeout_sec" --scratch-disk 64 --partitioned-disk --results "$results" "${cgroup_args[@]}" \
     -- "$self" --in-guest "$trait" "${exes[@]}" || guest_rc=$?
 seconds=$(awk -v a="$start" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }')
 

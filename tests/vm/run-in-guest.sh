@@ -7,6 +7,8 @@
 #   --mem SIZE            guest memory, UML syntax (default 2G)
 #   --scratch-disk MB     attach a sparse MB-sized scratch disk as /dev/ubdb; the command sees
 #                         JOBWORKER_TEST_SCRATCH_DEVICE=/dev/ubdb
+#   --partitioned-disk    attach a 4 MB disk /dev/ubdc with an MBR partition table and one
+#                         partition, /dev/ubdc1; the command sees JOBWORKER_TEST_PARTITION=/dev/ubdc1
 #   --results DIR         host directory the guest may write to, mounted at the same path in the
 #                         guest (everything else the guest writes is thrown away); the command sees
 #                         JOBWORKER_VM_RESULTS=DIR
@@ -31,6 +33,7 @@ readonly uml=/usr/bin/linux.uml
 timeout_sec=600
 mem=2G
 scratch_mb=
+partitioned_disk=0
 results_dir=
 cgroup=
 boot_log_copy=
@@ -49,6 +52,7 @@ while [ $# -gt 0 ]; do
         --timeout) timeout_sec=${2:?--timeout needs seconds}; shift 2 ;;
         --mem) mem=${2:?--mem needs a size such as 2G}; shift 2 ;;
         --scratch-disk) scratch_mb=${2:?--scratch-disk needs a size in MB}; shift 2 ;;
+        --partitioned-disk) partitioned_disk=1; shift ;;
         --results) results_dir=${2:?--results needs a directory}; shift 2 ;;
         --cgroup) cgroup=${2:?--cgroup needs a path below /sys/fs/cgroup}; shift 2 ;;
         --boot-log) boot_log_copy=${2:?--boot-log needs a file}; shift 2 ;;
@@ -152,12 +156,13 @@ trap 'exit 143' TERM
     printf 'cd -- %q || { echo "run-in-guest: working directory %q does not exist in the guest" >&2; exit 125; }\n' "$PWD" "$PWD"
     printf 'exec env -i --'
     while IFS= read -r name; do
-        case $name in PWD|OLDPWD|SHLVL|_|BASH_FUNC_*|JOBWORKER_VM*|JOBWORKER_TEST_SCRATCH_DEVICE) continue ;; esac
+        case $name in PWD|OLDPWD|SHLVL|_|BASH_FUNC_*|JOBWORKER_VM*|JOBWORKER_TEST_SCRATCH_DEVICE|JOBWORKER_TEST_PARTITION) continue ;; esac
         printf ' %q' "$name=${!name}"
     done < <(compgen -e)
     printf ' %q' "PWD=$PWD" "JOBWORKER_VM=1"
     [ -z "$results_dir" ] || printf ' %q' "JOBWORKER_VM_RESULTS=$results_dir"
     [ -z "$scratch_mb" ] || printf ' %q' "JOBWORKER_TEST_SCRATCH_DEVICE=/dev/ubdb"
+    [ "$partitioned_disk" = 0 ] || printf ' %q' "JOBWORKER_TEST_PARTITION=/dev/ubdc1"
     printf ' %q' "$@"
     echo
 } > "$shared/cmd.sh"
@@ -174,6 +179,15 @@ args=(
 if [ -n "$scratch_mb" ]; then
     truncate -s "${scratch_mb}M" "$tmp/scratch.img"
     args+=("ubdb=$tmp/scratch.img" "JW_SCRATCH=/dev/ubdb")
+fi
+if [ "$partitioned_disk" = 1 ]; then
+    # MBR by hand (no partitioning tool needed): one Linux (0x83) partition from sector 2048 to the end
+    # of the 8192-sector disk, then the 0x55AA signature. The guest kernel reads it at boot.
+    truncate -s 4M "$tmp/partitioned.img"
+    printf '\x00\x00\x21\x00\x83\x00\x00\x00\x00\x08\x00\x00\x00\x18\x00\x00' \
+        | dd of="$tmp/partitioned.img" bs=1 seek=446 conv=notrunc status=none
+    printf '\x55\xaa' | dd of="$tmp/partitioned.img" bs=1 seek=510 conv=notrunc status=none
+    args+=("ubdc=$tmp/partitioned.img" "JW_PARTITION=/dev/ubdc1")
 fi
 
 # Readers of the two output channels. UML switches its fds to non-blocking mode; handing it fifos

@@ -18,6 +18,7 @@ internal sealed class CgroupEventsWatcher : IDisposable
     private readonly ConcurrentDictionary<int, Waiter> _waiters = new();
     private readonly Lock _lock = new();
     private bool _disposed;
+    private int _overflows;
 
     public CgroupEventsWatcher(EventLoop loop)
     {
@@ -49,6 +50,15 @@ internal sealed class CgroupEventsWatcher : IDisposable
         return waiter.Completion.Task;
     }
 
+    /// <summary>Times the kernel's event queue overflowed (<c>IN_Q_OVERFLOW</c>): diagnostics and tests.</summary>
+    internal int Overflows => Volatile.Read(ref _overflows);
+
+    /// <summary>
+    /// Keeps events unread until the scope is disposed, so they queue up in the kernel: lets a test fill the
+    /// queue past <c>fs.inotify.max_queued_events</c> without touching that system-wide setting.
+    /// </summary>
+    internal Lock.Scope HoldEvents() => _lock.EnterScope();
+
     private void Check(int wd, Waiter waiter)
     {
         if (!waiter.Cgroup.IsPopulated() && _waiters.TryRemove(new KeyValuePair<int, Waiter>(wd, waiter)))
@@ -75,6 +85,7 @@ internal sealed class CgroupEventsWatcher : IDisposable
         const int BufferSize = 4096;
         var buffer = stackalloc byte[BufferSize];
         var changed = new HashSet<int>();
+        var overflowed = false;
         while (true)
         {
             var n = Interop.Sys.Read(_inotify, buffer, BufferSize);
@@ -87,17 +98,37 @@ internal sealed class CgroupEventsWatcher : IDisposable
             for (nint offset = 0; offset + 16 <= n;)
             {
                 var wd = *(int*)(buffer + offset);
+                var mask = *(uint*)(buffer + offset + 4);
                 var len = *(uint*)(buffer + offset + 12);
+                if ((mask & Interop.Inotify.IN_Q_OVERFLOW) != 0)
+                {
+                    overflowed = true;
+                }
+
                 changed.Add(wd);
                 offset += 16 + (nint)len;
             }
         }
 
-        foreach (var wd in changed)
+        if (overflowed)
         {
-            if (_waiters.TryGetValue(wd, out var waiter))
+            // The kernel's queue was full (fs.inotify.max_queued_events) and dropped events, perhaps a group's
+            // "populated 0": without it that job would never end, and shutdown would wait for it forever. Which
+            // events were lost cannot be known, so every waited-on group is read again.
+            Interlocked.Increment(ref _overflows);
+            foreach (var (wd, waiter) in _waiters)
             {
                 Check(wd, waiter);
+            }
+        }
+        else
+        {
+            foreach (var wd in changed)
+            {
+                if (_waiters.TryGetValue(wd, out var waiter))
+                {
+                    Check(wd, waiter);
+                }
             }
         }
 

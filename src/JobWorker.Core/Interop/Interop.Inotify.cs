@@ -10,6 +10,7 @@ internal static partial class Interop
         internal const int IN_NONBLOCK = 0x800;
         internal const uint IN_MODIFY = 0x2;
         internal const uint IN_IGNORED = 0x8000;
+        internal const uint IN_Q_OVERFLOW = 0x4000;
 
         [LibraryImport(Libraries.Libc, EntryPoint = "inotify_init1", SetLastError = true)]
         internal static partial int Init(int flags);

@@ -61,6 +61,14 @@ internal static partial class Interop
         [LibraryImport("libc", EntryPoint = "fcntl", SetLastError = true)]
         internal static partial int Fcntl(SafeHandle fd, int command, int argument);
 
+        private const nuint FIONREAD = 0x541B;
+
+        [LibraryImport("libc", EntryPoint = "ioctl", SetLastError = true)]
+        private static partial int Ioctl(SafeHandle fd, nuint request, out int value);
+
+        /// <summary>Bytes waiting in a pipe (<c>FIONREAD</c>); 0 if that cannot be told.</summary>
+        internal static int BytesAvailable(SafeHandle pipe) => Ioctl(pipe, FIONREAD, out var count) == 0 ? count : 0;
+
         /// <summary>Creates a pipe whose ends are close-on-exec; <paramref name="flags"/> adds e.g. <see cref="O_NONBLOCK"/>.</summary>
         internal static unsafe (SafeFileHandle Read, SafeFileHandle Write) CreatePipe(int flags = 0)
         {

@@ -244,7 +244,7 @@ public sealed class Job
                 if (shim.OutputIncomplete == true)
                 {
                     _runner.ReportBackgroundError(this, "draining output", new IOException(
-                        "A process outside the job's cgroup kept the job's output pipe open; output after the job ended was not read."));
+                        "A process outside the job's cgroup kept the write end of the job's output pipe open; output written after the job ended was not read."));
                 }
             }
             else

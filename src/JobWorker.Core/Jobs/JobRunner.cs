@@ -219,7 +219,7 @@ public sealed class JobRunner : IAsyncDisposable
                 result = _spawner.Spawn(new SpawnRequest
                 {
                     ExecPaths = [shimPath],
-                    Argv = ShimLaunch.Argv(request, Store.JobDirectory(id), group.Job.Path, Options.LogSizeLimitBytes),
+                    Argv = ShimLaunch.Argv(request, Store.JobDirectory(id), group.Job.Path, Options.LogSizeLimitBytes, Options.OutputEofTimeout),
                     Environment = [],
                     Stdin = _devNull,
                     Output = reportWrite,
@@ -484,6 +484,10 @@ public sealed class JobRunner : IAsyncDisposable
     public bool TryGetJob(Guid id, [NotNullWhen(true)] out Job? job) => _jobs.TryGetValue(id, out job);
 
     /// <summary>Forgets an ended job: deletes its record and its log.</summary>
+    /// <remarks>
+    /// A job has ended once its final status is published (<see cref="Job.HasEnded"/>): a reader that saw
+    /// the final status can always remove the job, even before <see cref="Job.Completion"/>'s continuations ran.
+    /// </remarks>
     /// <exception cref="InvalidOperationException">The job is still running.</exception>
     /// <exception cref="IOException">The job's state directory could not be removed.</exception>
     public void Remove(Job job)

@@ -38,4 +38,11 @@ public sealed record JobRunnerOptions
 
     /// <summary>Where the runner logs what it reconciles at start-up (re-attached, lost and foreign jobs). Default none.</summary>
     public Microsoft.Extensions.Logging.ILogger? Logger { get; init; }
+
+    /// <summary>
+    /// How long the output pipe may stay open after the job's last process is gone: only a process outside the
+    /// job that received the pipe's write end (over a unix socket, or moved out of the cgroup) can keep it open.
+    /// Then the supervisor stops reading, and the job ends anyway. Default 10 s; tests shorten it.
+    /// </summary>
+    internal TimeSpan OutputEofTimeout { get; init; } = TimeSpan.FromSeconds(10);
 }

@@ -19,10 +19,10 @@ internal static class ShimLaunch
     public static string? ShimPath => ShimPathLazy.Value;
 
     /// <summary>
-    /// The shim's command line: <c>jobworker-shim 1 JOBDIR CGROUP LOGCAP FLAGS NSFLAGS UID GID CWD N EXEC... N ARGV... N ENV...</c>.
+    /// The shim's command line: <c>jobworker-shim 1 JOBDIR CGROUP LOGCAP EOFMS FLAGS NSFLAGS UID GID CWD N EXEC... N ARGV... N ENV...</c>.
     /// The job's environment travels as arguments: the shim itself (root) runs with an empty environment.
     /// </summary>
-    public static List<string> Argv(SpawnRequest job, string jobDirectory, string jobCgroup, long logCapBytes)
+    public static List<string> Argv(SpawnRequest job, string jobDirectory, string jobCgroup, long logCapBytes, TimeSpan outputEofTimeout)
     {
         var flags = (job.NewSession ? Interop.Spawn.FlagSetsid : 0)
             | (job.Credentials is null ? 0 : Interop.Spawn.FlagSetCredentials)
@@ -35,6 +35,7 @@ internal static class ShimLaunch
             jobDirectory,
             jobCgroup,
             Number(logCapBytes),
+            Number((long)outputEofTimeout.TotalMilliseconds),
             Number(flags),
             Number(job.NamespaceFlags),
             Number(job.Credentials?.Uid ?? 0),

@@ -11,9 +11,19 @@ namespace JobWorker.Core.State;
 /// </summary>
 internal static class LockHolder
 {
-    /// <summary>Takes <c>LOCK_EX|LOCK_NB</c>; false when another open file description holds a lock on the file.</summary>
+    /// <summary>
+    /// Takes <c>LOCK_EX|LOCK_NB</c>; false when another open file description holds a lock on the file for longer than
+    /// a short grace.
+    /// </summary>
+    /// <remarks>
+    /// The grace covers a holder that is just letting go: a lock lives as long as any copy of its open file
+    /// description, and a process forked (by anyone in the previous holder, before it exec'd) holds a copy until its
+    /// exec closes it, microseconds to milliseconds after the holder itself closed the lock.
+    /// </remarks>
     public static bool TryLockExclusive(SafeHandle fd, string path)
     {
+        const int GraceAttempts = 20;
+        var attempts = 0;
         while (true)
         {
             if (Interop.Locks.Flock(fd, Interop.Locks.LOCK_EX | Interop.Locks.LOCK_NB) == 0)
@@ -24,7 +34,13 @@ internal static class LockHolder
             int errno = Marshal.GetLastPInvokeError();
             if (errno == Interop.Locks.EWOULDBLOCK)
             {
-                return false;
+                if (++attempts >= GraceAttempts)
+                {
+                    return false;
+                }
+
+                Thread.Sleep(25);
+                continue;
             }
 
             if (errno != Interop.EINTR)

@@ -86,7 +86,11 @@ public sealed class JobWorkerService : Proto.JobWorker.JobWorkerBase
         _metrics.StreamOpened();
         Log.StreamOpened(_logger, caller.User, job.Id, options.Follow);
         long sent = 0;
-        long end = -1;
+
+        // Without follow the read ends where the log ended when the reader looked; the final status may only follow
+        // if that was the end of the complete log. A tail read starts no later than the log's length now.
+        long readStart = options.TailLines is null ? options.FromOffset : job.Status.LogBytes;
+        long? readEnd = null;
         try
         {
             // One loop: each chunk the reader yields is written before the next is read. A cancelled call
@@ -101,15 +105,14 @@ public sealed class JobWorkerService : Proto.JobWorker.JobWorkerBase
                 };
                 await responseStream.WriteAsync(message, cancellationToken);
                 sent += chunk.Data.Length;
-                end = chunk.Offset + chunk.Data.Length;
+                readEnd = chunk.Offset + chunk.Data.Length;
                 _metrics.BytesStreamed(chunk.Data.Length);
             }
 
             // The reader ended: with follow, because the job ended and every byte was read. Say how it ended —
-            // but only when the client now has the whole log: without follow, a job that ended during the read
-            // may have written past the end the reader settled on, and the final status means "that was all".
+            // but only when the client now has the whole log (the final status means "that was all").
             var status = job.Status;
-            if (status.HasEnded && (options.Follow || end < 0 || end >= status.LogBytes))
+            if (EndsTheLog(options.Follow, readStart, readEnd, status))
             {
                 await responseStream.WriteAsync(new StreamOutputResponse { FinalStatus = StatusMapper.ToProto(job, status) }, cancellationToken);
             }
@@ -128,17 +131,26 @@ public sealed class JobWorkerService : Proto.JobWorker.JobWorkerBase
         }
     }
 
+    /// <summary>
+    /// Whether a read that started at <paramref name="readStart"/> and sent bytes up to <paramref name="readEnd"/>
+    /// (<see langword="null"/>: none) gave the client the whole log of a job with <paramref name="status"/>.
+    /// </summary>
+    /// <remarks>
+    /// A follower ends only after the last byte of an ended job. A read without follow ends where the log ended when
+    /// the reader looked, and the job may have written more and ended since: compare with where the read ended, or
+    /// started when it read nothing.
+    /// </remarks>
+    internal static bool EndsTheLog(bool follow, long readStart, long? readEnd, Core.Jobs.JobStatus status)
+        => status.HasEnded && (follow || (readEnd ?? readStart) >= status.LogBytes);
+
     public override Task<RemoveJobResponse> RemoveJob(RemoveJobRequest request, ServerCallContext context)
     {
         var caller = CallerIdentity.Get(context);
         var job = FindJob(caller, request.JobId, JobOperation.Remove);
-        if (!job.Status.HasEnded)
-        {
-            throw new JobStillRunningException($"job {RequestValidator.FormatJobId(job.Id)} is still running; stop it first");
-        }
-
         try
         {
+            // The runner alone decides whether the job has ended (its final status is published), so a client
+            // that received the final status is never told the job still runs.
             _host.Runner.Remove(job);
         }
         catch (InvalidOperationException e)

@@ -18,6 +18,9 @@ internal sealed class TestRunner : IAsyncDisposable
 
     public JobRunner Runner { get; private set; }
 
+    // A restart whose new runner failed to start left only a disposed one: disposal then cleans up by hand.
+    private bool _detached;
+
     public string StateDirectory { get; }
 
     /// <summary>The tests' dummy job (tests/JobWorker.TestProcess), built next to the tests.</summary>
@@ -80,7 +83,9 @@ internal sealed class TestRunner : IAsyncDisposable
     {
         var options = Runner.Options;
         await Runner.DisposeAsync();
+        _detached = true;
         Runner = JobRunner.Create(configure?.Invoke(options) ?? options);
+        _detached = false;
     }
 
     /// <summary>
@@ -126,7 +131,11 @@ internal sealed class TestRunner : IAsyncDisposable
     public async ValueTask DisposeAsync()
     {
         var root = Runner.CgroupRoot;
-        await Runner.StopAllAsync();
+        if (!_detached)
+        {
+            await Runner.StopAllAsync();
+        }
+
         await Runner.DisposeAsync();
         var left = Directory.Exists(root) ? Directory.GetDirectories(root) : [];
 
