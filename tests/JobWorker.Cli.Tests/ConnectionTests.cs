@@ -1,5 +1,6 @@
 using System.Net;
 using System.Net.Sockets;
+using System.Runtime.InteropServices;
 using System.Text.Json;
 
 namespace JobWorker.Cli.Tests;
@@ -9,7 +10,7 @@ namespace JobWorker.Cli.Tests;
 /// failed TCP/TLS set-up (through <see cref="TcpFaultProxy"/> in front of the real server), and the messages.
 /// </summary>
 [Trait("Category", "Integration")]
-public sealed class ConnectionTests(ServerFixture server) : IClassFixture<ServerFixture>
+public sealed partial class ConnectionTests(ServerFixture server) : IClassFixture<ServerFixture>
 {
     [Fact(Timeout = 60_000)]
     public async Task List_ServerNeverFinishesTheTlsHandshake_TimesOutOnTheClientAndNamesTheServer()
@@ -113,6 +114,126 @@ public sealed class ConnectionTests(ServerFixture server) : IClassFixture<Server
         WorkerResult.AssertExit(2, badEnvironment);
         Assert.Contains("WORKER_CONNECT_TIMEOUT: 'soon' is not a duration", badEnvironment.Stderr, StringComparison.Ordinal);
     }
+
+    [Fact(Timeout = 60_000)]
+    public async Task Run_SignalWhileTheStartIsInFlight_PrintsTheIdAndStopsTheJob()
+    {
+        // The server starts the job but its answer is held back: the signal comes while the CLI waits for it.
+        await using var proxy = new TcpFaultProxy(server.Address) { HoldServerDataAfterHandshake = true };
+        var marker = Guid.NewGuid().ToString("N");
+        using var process = WorkerProcess.Start(["--config", server.ConfigFor(ServerFixture.Alice), "--server", proxy.Address.ToString(), "run", "--", ServerFixture.TestProcess, "echo", marker, "sleep", "30"]);
+        process.StandardInput.Close();
+        var collected = WorkerProcess.CollectAsync(process, TestContext.Current.CancellationToken);
+        var id = await WaitForJobAsync(marker);
+
+        Assert.Equal(0, Kill(process.Id, 2));
+        await Task.Delay(500, TestContext.Current.CancellationToken);
+        proxy.ReleaseServerData();
+        var result = await collected;
+
+        try
+        {
+            WorkerResult.AssertExit(130, result);
+            Assert.Contains($"interrupted while the job was starting: stopping job {id}", result.Stderr, StringComparison.Ordinal);
+            Assert.NotEqual("running", await StateAsync(id));
+        }
+        finally
+        {
+            await server.WorkerAsync(ServerFixture.Alice, "stop", "--grace", "0s", id);
+            await server.WorkerAsync(ServerFixture.Alice, "rm", id);
+        }
+    }
+
+    [Fact(Timeout = 60_000)]
+    public async Task Start_SignalWhileTheStartIsInFlight_PrintsTheIdOfTheRunningJob()
+    {
+        await using var proxy = new TcpFaultProxy(server.Address) { HoldServerDataAfterHandshake = true };
+        var marker = Guid.NewGuid().ToString("N");
+        using var process = WorkerProcess.Start(["--config", server.ConfigFor(ServerFixture.Alice), "--server", proxy.Address.ToString(), "start", "--", ServerFixture.TestProcess, "echo", marker, "sleep", "30"]);
+        process.StandardInput.Close();
+        var collected = WorkerProcess.CollectAsync(process, TestContext.Current.CancellationToken);
+        var id = await WaitForJobAsync(marker);
+
+        Assert.Equal(0, Kill(process.Id, 2));
+        await Task.Delay(500, TestContext.Current.CancellationToken);
+        proxy.ReleaseServerData();
+        var result = await collected;
+
+        try
+        {
+            WorkerResult.AssertExit(130, result);
+            Assert.Equal(id + "\n", result.Stdout);
+            Assert.Contains($"job {id} runs (stop it with 'worker stop {id}')", result.Stderr, StringComparison.Ordinal);
+            Assert.Equal("running", await StateAsync(id));
+        }
+        finally
+        {
+            await server.WorkerAsync(ServerFixture.Alice, "stop", "--grace", "0s", id);
+            await server.WorkerAsync(ServerFixture.Alice, "rm", id);
+        }
+    }
+
+    [Fact(Timeout = 60_000)]
+    public async Task Start_ConnectionCutBeforeTheAnswer_AsksAgainAndGetsTheSameJob()
+    {
+        // The job starts, the answer is lost with the connection: the CLI asks again with the same request id.
+        await using var proxy = new TcpFaultProxy(server.Address) { HoldServerDataAfterHandshake = true };
+        var marker = Guid.NewGuid().ToString("N");
+        var start = WorkerAsync(["--server", proxy.Address.ToString(), "start", "--", ServerFixture.TestProcess, "echo", marker, "sleep", "30"]);
+        var id = await WaitForJobAsync(marker);
+
+        proxy.HoldServerDataAfterHandshake = false;
+        await proxy.GoDownAsync();
+        proxy.ComeBack();
+        var result = await start;
+
+        try
+        {
+            WorkerResult.AssertExit(0, result);
+            Assert.Equal(id + "\n", result.Stdout);
+            Assert.Single(await JobsWithAsync(marker));
+            Assert.True(proxy.Accepted >= 2, $"expected a second connection, the proxy saw {proxy.Accepted}");
+        }
+        finally
+        {
+            await server.WorkerAsync(ServerFixture.Alice, "stop", "--grace", "0s", id);
+            await server.WorkerAsync(ServerFixture.Alice, "rm", id);
+        }
+    }
+
+    private async Task<string> WaitForJobAsync(string marker)
+    {
+        while (true)
+        {
+            if ((await JobsWithAsync(marker)).SingleOrDefault() is { } id)
+            {
+                return id;
+            }
+
+            await Task.Delay(50, TestContext.Current.CancellationToken);
+        }
+    }
+
+    private async Task<List<string>> JobsWithAsync(string marker)
+    {
+        var list = await server.WorkerAsync(ServerFixture.Alice, "list", "--json");
+        WorkerResult.AssertExit(0, list);
+        using var json = JsonDocument.Parse(list.Stdout);
+        return [.. json.RootElement.EnumerateArray()
+            .Where(j => j.GetProperty("args").EnumerateArray().Any(a => a.GetString() == marker))
+            .Select(j => j.GetProperty("id").GetString()!)];
+    }
+
+    private async Task<string> StateAsync(string id)
+    {
+        var status = await server.WorkerAsync(ServerFixture.Alice, "status", "--json", id);
+        WorkerResult.AssertExit(0, status);
+        using var json = JsonDocument.Parse(status.Stdout);
+        return json.RootElement.GetProperty("state").GetString()!;
+    }
+
+    [LibraryImport("libc", EntryPoint = "kill", SetLastError = true)]
+    private static partial int Kill(int pid, int signal);
 
     private void WriteConfig(string path, Uri address, string connectTimeout)
     {

@@ -1,13 +1,16 @@
 using System.Net;
 using System.Net.Sockets;
+using System.Runtime.CompilerServices;
 
 namespace JobWorker.Cli.Tests;
 
 /// <summary>
 /// A loopback TCP proxy in front of a real server that misbehaves on demand: it resets the first
 /// <see cref="ResetFirst"/> connections (RST right after accept, in the middle of the client's TLS handshake),
-/// can cut every open connection, and can stop listening (connections are refused) and listen again on the same
-/// port, as a restarting server would. Every socket and task is closed and awaited on dispose.
+/// can cut every open connection, can stop listening (connections are refused) and listen again on the same
+/// port, as a restarting server would, and can hold back the server's answers once the TLS handshake is done
+/// (the request reaches the server, the client waits for the answer). Every socket and task is closed and
+/// awaited on dispose.
 /// </summary>
 internal sealed class TcpFaultProxy : IAsyncDisposable
 {
@@ -16,6 +19,7 @@ internal sealed class TcpFaultProxy : IAsyncDisposable
     private readonly List<Socket> _open = [];
     private readonly List<Task> _tasks = [];
     private readonly CancellationTokenSource _stop = new();
+    private readonly TaskCompletionSource _released = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private TcpListener? _listener;
     private Task? _acceptLoop;
     private int _accepted;
@@ -33,6 +37,16 @@ internal sealed class TcpFaultProxy : IAsyncDisposable
 
     /// <summary>How many connections are reset before the proxy starts forwarding.</summary>
     public int ResetFirst { get; set; }
+
+    /// <summary>
+    /// Holds everything the server sends after its first TLS flight until <see cref="ReleaseServerData"/>. The
+    /// client's second flight (its Finished, then the HTTP/2 request) still goes through: the server handles the
+    /// request, and the client is left waiting for the answer.
+    /// </summary>
+    public bool HoldServerDataAfterHandshake { get; set; }
+
+    /// <summary>Lets held server data through, and everything after it.</summary>
+    public void ReleaseServerData() => _released.TrySetResult();
 
     /// <summary>Connections accepted so far (reset or forwarded).</summary>
     public int Accepted => Volatile.Read(ref _accepted);
@@ -146,8 +160,16 @@ internal sealed class TcpFaultProxy : IAsyncDisposable
             await server.ConnectAsync(_target, _stop.Token);
             using var clientStream = new NetworkStream(client, ownsSocket: false);
             using var serverStream = new NetworkStream(server, ownsSocket: false);
-            var up = PumpAsync(clientStream, serverStream);
-            var down = PumpAsync(serverStream, clientStream);
+            // 0: handshake begun; 1: the server's first flight went through; 2: the client answered it (handshake done).
+            var phase = new StrongBox<int>();
+            var up = PumpAsync(clientStream, serverStream, beforeWrite: () =>
+            {
+                Interlocked.CompareExchange(ref phase.Value, 2, 1);
+                return Task.CompletedTask;
+            });
+            var down = PumpAsync(serverStream, clientStream, beforeWrite: () =>
+                HoldServerDataAfterHandshake && Volatile.Read(ref phase.Value) == 2 ? _released.Task.WaitAsync(_stop.Token) : Task.CompletedTask,
+                afterWrite: () => Interlocked.CompareExchange(ref phase.Value, 1, 0));
             // Either direction ending ends both: the peer sees the connection go away, as with a real server.
             await Task.WhenAny(up, down);
             Reset(client);
@@ -170,11 +192,18 @@ internal sealed class TcpFaultProxy : IAsyncDisposable
         }
     }
 
-    private async Task PumpAsync(Stream from, Stream to)
+    private async Task PumpAsync(Stream from, Stream to, Func<Task> beforeWrite, Action? afterWrite = null)
     {
+        var buffer = new byte[16 * 1024];
         try
         {
-            await from.CopyToAsync(to, _stop.Token);
+            int read;
+            while ((read = await from.ReadAsync(buffer, _stop.Token)) > 0)
+            {
+                await beforeWrite();
+                await to.WriteAsync(buffer.AsMemory(0, read), _stop.Token);
+                afterWrite?.Invoke();
+            }
         }
         catch (Exception e) when (e is SocketException or IOException or ObjectDisposedException or OperationCanceledException)
         {
