@@ -40,16 +40,6 @@ public sealed class StartRequestRegistry
         _clock = clock;
     }
 
-    /// <summary>Request ids remembered for <paramref name="user"/> now.</summary>
-    public int Count(string user)
-    {
-        lock (_lock)
-        {
-            Prune(_clock());
-            return _users.TryGetValue(user, out var requests) ? requests.ById.Count : 0;
-        }
-    }
-
     /// <summary>
     /// Runs <paramref name="start"/> unless <paramref name="user"/> already started a job with
     /// <paramref name="requestId"/>; returns the job and whether it is that earlier one.
