@@ -60,30 +60,31 @@ public sealed partial class ConnectionTests(ServerFixture server) : IClassFixtur
     [Fact(Timeout = 60_000)]
     public async Task LogsFollow_ServerGoesAwayAndComesBack_ResumesWithEveryByteOnce()
     {
-        var start = await server.WorkerAsync(ServerFixture.Alice, "start", "--", "/bin/sh", "-c", "for i in $(seq 1 40); do echo line $i; sleep 0.05; done");
+        // The job writes its first line, then waits for the test to say go: the follower is mid-stream when cut.
+        using var dir = new TempDirectory();
+        File.SetUnixFileMode(dir.Path, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute | UnixFileMode.GroupRead | UnixFileMode.GroupExecute | UnixFileMode.OtherRead | UnixFileMode.OtherExecute);
+        var go = Path.Combine(dir.Path, "go");
+        var start = await server.WorkerAsync(ServerFixture.Alice, "start", "--", "/bin/sh", "-c", $"echo line 1; while [ ! -e {go} ]; do sleep 0.05; done; for i in $(seq 2 40); do echo line $i; done");
         WorkerResult.AssertExit(0, start);
         var id = start.Stdout.Trim();
         await using var proxy = new TcpFaultProxy(server.Address);
 
         using var follower = WorkerProcess.Start(["--config", server.ConfigFor(ServerFixture.Alice), "--server", proxy.Address.ToString(), "logs", "-f", id]);
         follower.StandardInput.Close();
-        var collected = WorkerProcess.CollectAsync(follower, TestContext.Current.CancellationToken);
-        // Wait for the stream to be up, then cut it and refuse connections for a while, as a restarting server does.
-        while (proxy.Accepted == 0)
-        {
-            await Task.Delay(20, TestContext.Current.CancellationToken);
-        }
-
-        await Task.Delay(300, TestContext.Current.CancellationToken);
+        var stderr = follower.StandardError.ReadToEndAsync(TestContext.Current.CancellationToken);
+        // Once output flows, cut the stream and refuse connections for a while, as a restarting server does.
+        var first = await follower.StandardOutput.ReadLineAsync(TestContext.Current.CancellationToken);
         await proxy.GoDownAsync();
         await Task.Delay(1000, TestContext.Current.CancellationToken);
         proxy.ComeBack();
-        var result = await collected;
+        await File.WriteAllTextAsync(go, string.Empty, TestContext.Current.CancellationToken);
+        var rest = await follower.StandardOutput.ReadToEndAsync(TestContext.Current.CancellationToken);
+        await follower.WaitForExitAsync(TestContext.Current.CancellationToken);
 
-        WorkerResult.AssertExit(0, result);
+        Assert.True(follower.ExitCode == 0, $"exit {follower.ExitCode}; stderr: {await stderr}");
         var final = await server.WorkerAsync(ServerFixture.Alice, "logs", id);
         Assert.Equal(string.Concat(Enumerable.Range(1, 40).Select(i => $"line {i}\n")), final.Stdout);
-        Assert.Equal(final.StdoutBytes, result.StdoutBytes);
+        Assert.Equal(final.Stdout, first + "\n" + rest);
         Assert.True(proxy.Accepted >= 2, $"expected a reconnection, the proxy saw {proxy.Accepted} connection(s)");
         WorkerResult.AssertExit(0, await server.WorkerAsync(ServerFixture.Alice, "rm", id));
     }
