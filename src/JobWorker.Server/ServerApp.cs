@@ -72,6 +72,7 @@ public static class ServerApp
         services.AddSingleton(Options.Create(options));
         services.AddSingleton<ServerMetrics>();
         services.AddSingleton(new RequestValidator(options));
+        services.AddSingleton(new StartRequestRegistry(options));
         services.AddSingleton<JobRunnerHost>();
         services.AddHostedService(sp => sp.GetRequiredService<JobRunnerHost>());
         services.AddSingleton(sp => new ClientCertificateValidator(

@@ -66,6 +66,8 @@ public sealed class CommandLineTests
     [InlineData("start")]
     [InlineData("run", "--memory")]
     [InlineData("stop", "--grace", "soon", "id")]
+    [InlineData("--connect-timeout", "-1s", "list")]
+    [InlineData("status", "--connect-timeout", "0", "id")]
     [InlineData("stop")]
     [InlineData("status")]
     [InlineData("status", "a", "b")]

@@ -41,12 +41,25 @@ internal sealed class GlobalOptions
         Recursive = true,
     };
 
-    public IEnumerable<Option> All => [Server, Cert, Key, Ca, Config];
+    public Option<TimeSpan?> ConnectTimeout { get; } = ConnectTimeoutOption();
+
+    public IEnumerable<Option> All => [Server, Cert, Key, Ca, Config, ConnectTimeout];
 
     public ConnectionSettings Resolve(ParseResult parseResult) => ConnectionSettings.Resolve(
         parseResult.GetValue(Server),
         parseResult.GetValue(Cert),
         parseResult.GetValue(Key),
         parseResult.GetValue(Ca),
-        parseResult.GetValue(Config));
+        parseResult.GetValue(Config),
+        parseResult.GetValue(ConnectTimeout));
+
+    private static Option<TimeSpan?> ConnectTimeoutOption()
+    {
+        var option = OptionFactory.Duration(
+            "--connect-timeout",
+            $"How long to keep trying to connect (TCP and TLS, with retries) before giving up [env: WORKER_CONNECT_TIMEOUT] [default: {ConnectionSettings.DefaultConnectTimeout.TotalSeconds:0}s]",
+            ConnectionSettings.CheckConnectTimeout);
+        option.Recursive = true;
+        return option;
+    }
 }

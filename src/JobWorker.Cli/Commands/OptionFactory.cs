@@ -18,11 +18,21 @@ internal static class OptionFactory
         CustomParser = r => Parse(r, name, (string t, out long v, out string? e) => SizeParser.TryParse(t, out v, out e)),
     };
 
-    public static Option<TimeSpan?> Duration(string name, string description) => new(name)
+    /// <summary>A duration option; <paramref name="check"/> says what is wrong with a valid duration ("must be …"), or null.</summary>
+    public static Option<TimeSpan?> Duration(string name, string description, Func<TimeSpan, string?>? check = null) => new(name)
     {
         Description = description,
         HelpName = "DURATION",
-        CustomParser = r => Parse(r, name, (string t, out TimeSpan v, out string? e) => DurationParser.TryParse(t, out v, out e)),
+        CustomParser = r => Parse(r, name, (string t, out TimeSpan v, out string? e) =>
+        {
+            if (!DurationParser.TryParse(t, out v, out e))
+            {
+                return false;
+            }
+
+            e = check?.Invoke(v) is { } problem ? $"'{t}' {problem}" : null;
+            return e is null;
+        }),
     };
 
     public static Option<long?> PositiveInteger(string name, string description, string helpName = "N", long min = 1, long max = long.MaxValue) => new(name)

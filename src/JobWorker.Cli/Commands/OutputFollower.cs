@@ -1,4 +1,5 @@
 using Grpc.Core;
+using JobWorker.Cli.Connection;
 using JobWorker.Protocol.V1;
 using JobWorkerClient = JobWorker.Protocol.V1.JobWorker.JobWorkerClient;
 
@@ -45,9 +46,11 @@ internal static class OutputFollower
                 return null;
             }
             catch (RpcException ex) when (request.Follow && ex.StatusCode == StatusCode.Unavailable && nextOffset >= 0
-                && !cancellationToken.IsCancellationRequested && (progressed || resumes == 0) && resumes < MaxResumes)
+                && !cancellationToken.IsCancellationRequested && (progressed || resumes == 0) && resumes < MaxResumes
+                && ex.Status.DebugException is not ServerUnreachableException)
             {
-                // Resume after the last byte written; a retry that makes no progress ends the loop.
+                // Resume after the last byte written; a retry that makes no progress ends the loop. A connection that
+                // could not be set up was already retried for the whole connect timeout: that is final.
                 resumes++;
                 request = new StreamOutputRequest { JobId = request.JobId, Follow = true, FromOffset = nextOffset };
             }

@@ -9,7 +9,8 @@ namespace JobWorker.Cli.Commands;
 /// <summary>
 /// <c>worker run [limits] [--] CMD [ARGS…]</c>: starts a job, streams its output, and exits with the job's
 /// exit code (128+N when a signal ended it). The first Ctrl+C or SIGTERM stops the job and still shows its
-/// last output; a second one leaves at once.
+/// last output (one that comes while the job is starting waits for its id, then stops it: see
+/// <see cref="JobStarter"/>); a second one leaves at once.
 /// </summary>
 internal sealed class RunCommand : VerbCommand
 {
@@ -38,8 +39,12 @@ internal sealed class RunCommand : VerbCommand
         var request = _spec.ToRequest(parseResult);
         using var connection = Connect(parseResult);
         var client = connection.Client;
-        var started = await client.StartJobAsync(request, cancellationToken: cancellationToken);
-        var id = started.Job.JobId;
+        var id = (await JobStarter.StartAsync(client, request, Settings!, Context, cancellationToken)).JobId;
+        if (cancellationToken.IsCancellationRequested)
+        {
+            // The signal came while the server was starting the job: the user has not seen its id yet.
+            Context.ReportError(DisplayName, $"interrupted while the job was starting: stopping job {id}");
+        }
 
         // From here on the signal token no longer cancels our calls: it asks the server to stop the job,
         // and we keep streaming until the job has really ended.

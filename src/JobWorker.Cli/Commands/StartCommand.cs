@@ -1,6 +1,7 @@
 using System.CommandLine;
 using System.Text.Json;
 using JobWorker.Cli.Formatting;
+using JobWorker.Cli.Infrastructure;
 
 namespace JobWorker.Cli.Commands;
 
@@ -23,10 +24,17 @@ internal sealed class StartCommand : VerbCommand
     {
         var request = _spec.ToRequest(parseResult);
         using var connection = Connect(parseResult);
-        var response = await connection.Client.StartJobAsync(request, cancellationToken: cancellationToken);
+        var job = await JobStarter.StartAsync(connection.Client, request, Settings!, Context, cancellationToken);
         WriteStdout(parseResult.GetValue(_json)
-            ? JsonSerializer.Serialize(JobViewMapper.ToView(response.Job), CliJsonContext.Default.JobView) + "\n"
-            : response.Job.JobId + "\n");
+            ? JsonSerializer.Serialize(JobViewMapper.ToView(job), CliJsonContext.Default.JobView) + "\n"
+            : job.JobId + "\n");
+        if (cancellationToken.IsCancellationRequested)
+        {
+            // The signal came while the server was starting the job: it runs, and its id is on stdout.
+            Context.ReportError(DisplayName, $"interrupted while the job was starting; job {job.JobId} runs (stop it with 'worker stop {job.JobId}')");
+            return Context.SignalExitCode ?? ExitCodes.SigInt;
+        }
+
         return 0;
     }
 }

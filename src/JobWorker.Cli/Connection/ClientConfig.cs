@@ -13,4 +13,7 @@ internal sealed class ClientConfig
     public string? Key { get; set; }
 
     public string? Ca { get; set; }
+
+    /// <summary>How long to keep trying to connect, as a duration ("30s", "2m").</summary>
+    public string? ConnectTimeout { get; set; }
 }

@@ -1,16 +1,25 @@
 using System.Text.Json;
 using JobWorker.Cli.Formatting;
 using JobWorker.Cli.Infrastructure;
+using JobWorker.Cli.Parsing;
 
 namespace JobWorker.Cli.Connection;
 
 /// <summary>
 /// Where and how to connect: each value comes from its flag, else its environment variable
-/// (WORKER_SERVER, WORKER_CERT, WORKER_KEY, WORKER_CA), else the config file, else the default.
+/// (WORKER_SERVER, WORKER_CERT, WORKER_KEY, WORKER_CA, WORKER_CONNECT_TIMEOUT), else the config file, else the default.
 /// </summary>
-internal sealed record ConnectionSettings(Uri Server, string? CertPath, string? KeyPath, string? CaPath, string? ConfigPath)
+internal sealed record ConnectionSettings(Uri Server, string? CertPath, string? KeyPath, string? CaPath, string? ConfigPath, TimeSpan ConnectTimeout)
 {
     public const string DefaultServer = "https://127.0.0.1:50051";
+
+    /// <summary>
+    /// The time to get a connection up, retries included. Generous on purpose: a burst of clients on a busy
+    /// machine can take seconds per TLS handshake, and only an unreachable server should ever wait it out.
+    /// </summary>
+    public static readonly TimeSpan DefaultConnectTimeout = TimeSpan.FromSeconds(30);
+
+    public static readonly TimeSpan MaxConnectTimeout = TimeSpan.FromHours(1);
 
     public static string DefaultConfigPath
     {
@@ -26,7 +35,7 @@ internal sealed record ConnectionSettings(Uri Server, string? CertPath, string? 
         }
     }
 
-    public static ConnectionSettings Resolve(string? server, string? cert, string? key, string? ca, string? config)
+    public static ConnectionSettings Resolve(string? server, string? cert, string? key, string? ca, string? config, TimeSpan? connectTimeout = null)
     {
         var configPath = FirstNonEmpty(config, Environment.GetEnvironmentVariable("WORKER_CONFIG"));
         var explicitConfig = configPath is not null;
@@ -51,7 +60,48 @@ internal sealed record ConnectionSettings(Uri Server, string? CertPath, string? 
             FirstNonEmpty(cert, Environment.GetEnvironmentVariable("WORKER_CERT")) ?? FromFile(file?.Cert),
             FirstNonEmpty(key, Environment.GetEnvironmentVariable("WORKER_KEY")) ?? FromFile(file?.Key),
             FirstNonEmpty(ca, Environment.GetEnvironmentVariable("WORKER_CA")) ?? FromFile(file?.Ca),
-            file is null ? null : configPath);
+            file is null ? null : configPath,
+            ResolveConnectTimeout(connectTimeout, file, configPath));
+    }
+
+    /// <summary>Checks a connect timeout from any source: more than zero, at most <see cref="MaxConnectTimeout"/>.</summary>
+    public static string? CheckConnectTimeout(TimeSpan value)
+        => value <= TimeSpan.Zero ? "must be more than 0 (for example 30s)"
+            : value > MaxConnectTimeout ? $"must be at most {MaxConnectTimeout.TotalHours:0}h"
+            : null;
+
+    private static TimeSpan ResolveConnectTimeout(TimeSpan? flag, ClientConfig? file, string configPath)
+    {
+        // The flag was checked while parsing; the other sources are checked here and named in the error.
+        if (flag is { } value)
+        {
+            return value;
+        }
+
+        var fromEnvironment = Environment.GetEnvironmentVariable("WORKER_CONNECT_TIMEOUT");
+        if (!string.IsNullOrWhiteSpace(fromEnvironment))
+        {
+            return ParseConnectTimeout(fromEnvironment, "WORKER_CONNECT_TIMEOUT", ExitCodes.Usage);
+        }
+
+        if (!string.IsNullOrWhiteSpace(file?.ConnectTimeout))
+        {
+            return ParseConnectTimeout(file.ConnectTimeout, $"\"connectTimeout\" in config file {configPath}", ExitCodes.Failure);
+        }
+
+        return DefaultConnectTimeout;
+    }
+
+    private static TimeSpan ParseConnectTimeout(string text, string source, int exitCode)
+    {
+        if (!DurationParser.TryParse(text, out var value, out var error))
+        {
+            throw new CliException($"{source}: {error}", exitCode);
+        }
+
+        return CheckConnectTimeout(value) is { } problem
+            ? throw new CliException($"{source}: '{text}' {problem}", exitCode)
+            : value;
     }
 
     public static Uri ParseServer(string text)

@@ -56,18 +56,21 @@ internal sealed class WorkerConnection : IDisposable
         };
         chainPolicy.CustomTrustStore.AddRange(ca);
 
-        var handler = new SocketsHttpHandler
+        var clientCertificateContext = SslStreamCertificateContext.Create(clientCertificate, additionalCertificates: null, offline: true);
+        SocketsHttpHandler CreateHandler(TimeSpan connectTimeout) => new()
         {
-            ConnectTimeout = TimeSpan.FromSeconds(5),
+            // Covers the TCP connect and the TLS handshake; ConnectRetryHandler gives each attempt what is left.
+            ConnectTimeout = connectTimeout,
             SslOptions = new SslClientAuthenticationOptions
             {
                 EnabledSslProtocols = SslProtocols.Tls13,
                 CertificateChainPolicy = chainPolicy,
                 // offline: the client chain is sent as is, without fetching or searching stores.
-                ClientCertificateContext = SslStreamCertificateContext.Create(clientCertificate, additionalCertificates: null, offline: true),
+                ClientCertificateContext = clientCertificateContext,
             },
         };
 
+        var handler = new ConnectRetryHandler(settings.Server, settings.ConnectTimeout, CreateHandler);
         var channel = GrpcChannel.ForAddress(settings.Server, new GrpcChannelOptions
         {
             HttpHandler = handler,

@@ -9,6 +9,12 @@ internal sealed class CliException : Exception
         ExitCode = exitCode;
     }
 
+    public CliException(string message, int exitCode, Exception innerException)
+        : base(message, innerException)
+    {
+        ExitCode = exitCode;
+    }
+
     public CliException(string message, Exception innerException)
         : base(message, innerException)
     {

@@ -24,18 +24,25 @@ internal static class ErrorReporter
 
     private static string DescribeRpc(RpcException rpc, string server, ConnectionSettings? settings)
     {
+        // gRPC attaches an exception only to a status it made up in this process (connection failures, timeouts,
+        // client-side cancellation); a status the server sent has none. Only the server's own may say it failed.
+        if (rpc.Status.DebugException is not null)
+        {
+            return DescribeTransport(rpc, server, settings);
+        }
+
         var detail = rpc.Status.Detail.TrimEnd('.');
         switch (rpc.StatusCode)
         {
             case StatusCode.Unavailable:
-            case StatusCode.Internal when rpc.Status.DebugException is not null:
-            case StatusCode.Unknown when rpc.Status.DebugException is not null:
                 return DescribeTransport(rpc, server, settings);
             case StatusCode.NotFound:
                 return detail;
             case StatusCode.InvalidArgument:
                 return $"the server rejected the request: {detail}";
             case StatusCode.FailedPrecondition:
+                return detail;
+            case StatusCode.AlreadyExists:
                 return detail;
             case StatusCode.PermissionDenied:
                 return $"permission denied: {detail}";
@@ -45,6 +52,8 @@ internal static class ErrorReporter
                 return $"the server is out of resources: {detail}. Try again later, or stop or remove some jobs";
             case StatusCode.DeadlineExceeded:
                 return $"the server at {server} did not answer in time";
+            case StatusCode.Cancelled:
+                return $"the server at {server} cancelled the call{(detail.Length > 0 ? ": " + detail : string.Empty)}";
             case StatusCode.Unimplemented:
                 return $"the server at {server} does not implement this call ({detail}): is it a JobWorker server of the same version?";
             default:
@@ -55,6 +64,11 @@ internal static class ErrorReporter
     private static string DescribeTransport(RpcException rpc, string server, ConnectionSettings? settings)
     {
         var chain = Chain(rpc.Status.DebugException).ToList();
+        if (chain.OfType<ServerUnreachableException>().FirstOrDefault() is { } unreachable)
+        {
+            return unreachable.Message;
+        }
+
         var socket = chain.OfType<SocketException>().FirstOrDefault();
         if (socket is not null)
         {
@@ -86,9 +100,14 @@ internal static class ErrorReporter
             return $"TLS with {server} failed: {Innermost(auth)}. Check the client certificate {settings?.CertPath} and the CA {settings?.CaPath}";
         }
 
-        if (chain.OfType<TimeoutException>().Any() || chain.OfType<TaskCanceledException>().Any())
+        if (chain.OfType<TimeoutException>().FirstOrDefault() is { } timeout)
         {
-            return $"cannot connect to {server}: timed out. Is the address right and the server running?";
+            return $"timed out on the client side talking to {server} ({Innermost(timeout)}). Is the address right and the server running?";
+        }
+
+        if (chain.OfType<OperationCanceledException>().FirstOrDefault() is { } cancelled)
+        {
+            return $"the call to {server} was cancelled on the client side ({Innermost(cancelled)})";
         }
 
         if (chain.OfType<IOException>().Any() || chain.OfType<HttpRequestException>().Any())

@@ -73,6 +73,12 @@ public sealed class ServerOptions
     /// </summary>
     public int MaxStreamsPerConnection { get; set; } = 1000;
 
+    /// <summary>How long the server remembers a StartJob request_id (the idempotency key) and the job it started.</summary>
+    public TimeSpan StartRequestIdRetention { get; set; } = TimeSpan.FromMinutes(10);
+
+    /// <summary>Most StartJob request_ids remembered per user; beyond it the oldest are forgotten first.</summary>
+    public int MaxStartRequestIdsPerUser { get; set; } = 1000;
+
     /// <summary>Optional plain-HTTP endpoint for Prometheus text metrics (<c>GET /metrics</c>); loopback only. Empty = off.</summary>
     public string? MetricsListen { get; set; }
 
@@ -114,6 +120,11 @@ public sealed class ServerOptions
         Positive(errors, nameof(MaxArguments), MaxArguments);
         Positive(errors, nameof(MaxArgumentBytes), MaxArgumentBytes);
         Positive(errors, nameof(MaxStreamsPerConnection), MaxStreamsPerConnection);
+        Positive(errors, nameof(MaxStartRequestIdsPerUser), MaxStartRequestIdsPerUser);
+        if (StartRequestIdRetention <= TimeSpan.Zero || StartRequestIdRetention > TimeSpan.FromDays(1))
+        {
+            errors.Add($"{Section}:StartRequestIdRetention {StartRequestIdRetention} must be more than 0 and at most 1 day");
+        }
         if (MaxRunningJobsPerUser < 0)
         {
             errors.Add($"{Section}:MaxRunningJobsPerUser must be 0 (no cap) or positive");

@@ -53,4 +53,7 @@ internal static partial class Log
 
     [LoggerMessage(16, LogLevel.Information, "Serving Prometheus metrics on http://{Address}/metrics (plain HTTP, loopback only)")]
     public static partial void MetricsListening(ILogger logger, string address);
+
+    [LoggerMessage(30, LogLevel.Information, "{User} repeated start request {RequestId}: job {JobId} already started, nothing run again")]
+    public static partial void JobStartRepeated(ILogger logger, string user, Guid jobId, string requestId);
 }

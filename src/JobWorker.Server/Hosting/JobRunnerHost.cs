@@ -40,9 +40,14 @@ public sealed class JobRunnerHost : IHostedLifecycleService, IAsyncDisposable
     public bool IsStopping => _stopping;
 
     /// <summary>Starts a job for <paramref name="caller"/>, counting it against the caller's running-job cap.</summary>
+    /// <param name="spec">The job.</param>
+    /// <param name="caller">Who starts it.</param>
+    /// <param name="cancellationToken">Checked last before the spawn (the caller gave up, or its deadline passed);
+    /// the spawn itself is not cancellable once begun.</param>
     /// <exception cref="RunningJobLimitException">The caller is at the cap.</exception>
     /// <exception cref="ServerShuttingDownException">The server is stopping.</exception>
-    public Job Start(JobSpec spec, ClientIdentity caller)
+    /// <exception cref="OperationCanceledException">Cancelled before the spawn: nothing was started.</exception>
+    public Job Start(JobSpec spec, ClientIdentity caller, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(spec);
         ArgumentNullException.ThrowIfNull(caller);
@@ -55,7 +60,13 @@ public sealed class JobRunnerHost : IHostedLifecycleService, IAsyncDisposable
         Job job;
         try
         {
+            cancellationToken.ThrowIfCancellationRequested();
             job = Runner.Start(spec);
+        }
+        catch (OperationCanceledException)
+        {
+            Release(caller.User);
+            throw;
         }
         catch (ObjectDisposedException e)
         {

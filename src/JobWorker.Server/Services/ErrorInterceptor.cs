@@ -65,6 +65,7 @@ public sealed class ErrorInterceptor : Interceptor
             UnauthenticatedException => new(StatusCode.Unauthenticated, exception.Message),
             RunningJobLimitException => new(StatusCode.ResourceExhausted, exception.Message),
             JobStillRunningException => new(StatusCode.FailedPrecondition, exception.Message),
+            RequestIdReusedException => new(StatusCode.AlreadyExists, exception.Message),
             CgroupControllerUnavailableException => new(StatusCode.FailedPrecondition, exception.Message),
             ServerShuttingDownException => new(StatusCode.Unavailable, exception.Message),
             JobStartException start => start.Reason switch

@@ -20,18 +20,20 @@ public sealed class JobWorkerService : Proto.JobWorker.JobWorkerBase
 {
     private readonly JobRunnerHost _host;
     private readonly RequestValidator _validator;
+    private readonly StartRequestRegistry _requests;
     private readonly ServerMetrics _metrics;
     private readonly ILogger<JobWorkerService> _logger;
 
-    public JobWorkerService(JobRunnerHost host, RequestValidator validator, ServerMetrics metrics, ILogger<JobWorkerService> logger)
+    public JobWorkerService(JobRunnerHost host, RequestValidator validator, StartRequestRegistry requests, ServerMetrics metrics, ILogger<JobWorkerService> logger)
     {
         _host = host;
         _validator = validator;
+        _requests = requests;
         _metrics = metrics;
         _logger = logger;
     }
 
-    public override Task<StartJobResponse> StartJob(StartJobRequest request, ServerCallContext context)
+    public override async Task<StartJobResponse> StartJob(StartJobRequest request, ServerCallContext context)
     {
         var caller = CallerIdentity.Get(context);
         if (!AuthorizationPolicy.IsAllowed(caller, JobOperation.Start, jobOwner: null))
@@ -40,10 +42,33 @@ public sealed class JobWorkerService : Proto.JobWorker.JobWorkerBase
         }
 
         var spec = _validator.ToSpec(request, caller.User);
-        var job = _host.Start(spec, caller);
+        var requestId = RequestValidator.ParseRequestId(request.RequestId);
+        // The call's token is cancelled when the client goes away or its deadline passes: checked up to the spawn.
+        var cancellationToken = context.CancellationToken;
+        Job job;
+        if (requestId is null)
+        {
+            job = _host.Start(spec, caller, cancellationToken);
+        }
+        else
+        {
+            var (started, repeated) = await _requests.StartOnceAsync(caller.User, requestId, request, () => _host.Start(spec, caller, cancellationToken), cancellationToken);
+            job = started;
+            if (repeated)
+            {
+                if (!_host.Runner.TryGetJob(job.Id, out _))
+                {
+                    throw new JobNotFoundException($"request_id '{requestId}' started job {RequestValidator.FormatJobId(job.Id)}, which has since been removed");
+                }
+
+                Log.JobStartRepeated(_logger, caller.User, job.Id, requestId);
+                return new StartJobResponse { Job = StatusMapper.ToProto(job) };
+            }
+        }
+
         var status = job.Status;
         Log.JobStarted(_logger, caller.User, job.Id, spec.Command, status.Pid);
-        return Task.FromResult(new StartJobResponse { Job = StatusMapper.ToProto(job, status) });
+        return new StartJobResponse { Job = StatusMapper.ToProto(job, status) };
     }
 
     public override async Task<StopJobResponse> StopJob(StopJobRequest request, ServerCallContext context)

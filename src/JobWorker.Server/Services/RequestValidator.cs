@@ -27,6 +27,7 @@ public sealed class RequestValidator
     internal const int MaxIoDevices = 16;
     internal const long MaxIoRate = 1L << 50;
     internal const int MaxTailLines = 1_000_000;
+    internal const int MaxRequestIdLength = 128;
 
     private readonly ServerOptions _options;
 
@@ -50,6 +51,27 @@ public sealed class RequestValidator
         }
 
         throw new InvalidRequestException(field, $"'{Printable(id, 40)}' is not a job id (a UUID such as 0f8fad5b-d9cb-469f-a165-70867728950e)");
+    }
+
+    /// <summary>Checks a StartJob request_id (the idempotency key): null when the request has none.</summary>
+    public static string? ParseRequestId(string? requestId)
+    {
+        if (string.IsNullOrEmpty(requestId))
+        {
+            return null;
+        }
+
+        if (requestId.Length > MaxRequestIdLength)
+        {
+            throw new InvalidRequestException("request_id", $"has {requestId.Length} characters, more than {MaxRequestIdLength}");
+        }
+
+        if (!requestId.All(c => char.IsAsciiLetterOrDigit(c) || c is '-' or '_' or '.' or ':'))
+        {
+            throw new InvalidRequestException("request_id", $"'{Printable(requestId, 40)}' may only contain A-Z, a-z, 0-9 and . _ : - (a UUID is a good choice)");
+        }
+
+        return requestId;
     }
 
     /// <summary>Formats a job id the way the API returns it.</summary>
