@@ -147,6 +147,32 @@ public sealed class DurabilityTests
         await server.WaitForExitAsync(Token);
     }
 
+    [Fact(Timeout = 120_000)]
+    public async Task Kill9_RetriedStartWithTheSameRequestId_ReturnsTheJobTheFirstServerStarted()
+    {
+        await using var env = await BinaryEnvironment.CreateAsync();
+        var server = env.Start();
+        var client = env.Client(await env.WaitForListeningAsync(server), TestServer.Alice);
+        var request = Shell("exec sleep 60");
+        request.RequestId = "retry-after-crash-1";
+        var first = (await client.StartJobAsync(request, cancellationToken: Token)).Job;
+
+        server.Kill(); // the client never learns whether its start arrived, and retries against the next server
+        await server.WaitForExitAsync(Token);
+        server = env.Start();
+        client = env.Client(await env.WaitForListeningAsync(server), TestServer.Alice);
+        var again = (await client.StartJobAsync(request, cancellationToken: Token)).Job;
+        var reused = Shell("exec sleep 61");
+        reused.RequestId = request.RequestId;
+        var e = await Assert.ThrowsAsync<RpcException>(async () => await client.StartJobAsync(reused, cancellationToken: Token));
+
+        Assert.Equal(first.JobId, again.JobId);
+        Assert.Single((await client.ListJobsAsync(new ListJobsRequest(), cancellationToken: Token)).Jobs);
+        Assert.Equal(StatusCode.AlreadyExists, e.StatusCode);
+        server.Kill();
+        await server.WaitForExitAsync(Token);
+    }
+
     [Fact(Timeout = 240_000)]
     public async Task Kill9_AtRandomMomentsDuringStartsStopsAndRemoves_NoRecordLiesAndNoProcessWithoutRecord()
     {

@@ -189,7 +189,7 @@ public sealed class StartJobIdempotencyTests : IAsyncLifetime
     {
         var spec = new JobSpec(TestServer.TestProcess, ["exit", "0"]) { Owner = TestServer.Alice };
 
-        Assert.Throws<OperationCanceledException>(() => _server.Host.Start(spec, new ClientIdentity(TestServer.Alice, Roles.User), new CancellationToken(canceled: true)));
+        Assert.Throws<OperationCanceledException>(() => _server.Host.Start(spec, new ClientIdentity(TestServer.Alice, Roles.User), cancellationToken: new CancellationToken(canceled: true)));
 
         Assert.Empty(_server.Host.Runner.Jobs);
         Assert.Equal(0, _server.Host.RunningJobs(TestServer.Alice));

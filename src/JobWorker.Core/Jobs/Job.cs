@@ -62,6 +62,12 @@ public sealed class Job
     /// <summary>The client-chosen request id the job was started with, if any.</summary>
     public string? RequestId => _record.RequestId;
 
+    /// <summary>The digest of the request that carried <see cref="RequestId"/>, as given to <see cref="JobRunner.Start"/>.</summary>
+    public string? RequestFingerprint => _record.RequestFingerprint;
+
+    /// <summary>When the job was recorded (just before it started).</summary>
+    public DateTimeOffset CreatedAt => _record.CreatedAt;
+
     /// <summary>The main process's id (in the server's PID namespace); 0 if it was never known.</summary>
     public int Pid { get; }
 

@@ -124,11 +124,13 @@ public sealed class JobRunner : IAsyncDisposable
     /// <summary>Starts a job. Returns once the program has been exec'd.</summary>
     /// <param name="spec">What to run.</param>
     /// <param name="requestId">A client-chosen id recorded with the job (for idempotent retries), or null.</param>
+    /// <param name="requestFingerprint">A digest of the request that carried <paramref name="requestId"/>, recorded
+    /// with it so that after a restart a retry can still be told from a reuse of the id; or null.</param>
     /// <exception cref="ArgumentException">The spec is invalid; the message names the field.</exception>
     /// <exception cref="CgroupControllerUnavailableException">A requested limit's controller is missing.</exception>
     /// <exception cref="JobStartException">The program could not be started.</exception>
     /// <exception cref="ObjectDisposedException">The runner is disposed.</exception>
-    public Job Start(JobSpec spec, string? requestId = null)
+    public Job Start(JobSpec spec, string? requestId = null, string? requestFingerprint = null)
     {
         ObjectDisposedException.ThrowIf(Volatile.Read(ref _disposed) != 0, this);
         JobSpecValidator.Validate(spec);
@@ -160,7 +162,7 @@ public sealed class JobRunner : IAsyncDisposable
 
         // The record comes first: a cgroup or process of ours never exists without one, so a restarted server
         // knows what is its own, and never touches anything else.
-        var record = new JobRecord { Id = id, Spec = spec with { Isolation = isolation }, RequestId = requestId, CreatedAt = DateTimeOffset.UtcNow };
+        var record = new JobRecord { Id = id, Spec = spec with { Isolation = isolation }, RequestId = requestId, RequestFingerprint = requestFingerprint, CreatedAt = DateTimeOffset.UtcNow };
         try
         {
             Store.Create(record);

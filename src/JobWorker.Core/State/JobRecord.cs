@@ -13,6 +13,9 @@ internal sealed record JobRecord
     /// <summary>The client's idempotency key, if it sent one.</summary>
     public string? RequestId { get; init; }
 
+    /// <summary>A digest of the request that carried <see cref="RequestId"/> (so a retry can be told from a reuse).</summary>
+    public string? RequestFingerprint { get; init; }
+
     public required DateTimeOffset CreatedAt { get; init; }
 
     /// <summary>When a stop was requested, so a restarted server still reports <see cref="JobState.Stopped"/>.</summary>

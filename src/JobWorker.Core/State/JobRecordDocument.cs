@@ -21,6 +21,9 @@ internal sealed class JobRecordDocument
 
     public string? RequestId { get; init; }
 
+    // Optional, added without a version change: older servers of version 1 ignore it, newer ones may miss it.
+    public string? RequestFingerprint { get; init; }
+
     public required DateTimeOffset CreatedAt { get; init; }
 
     public DateTimeOffset? StopRequestedAt { get; init; }
@@ -35,6 +38,7 @@ internal sealed class JobRecordDocument
         Id = record.Id,
         Spec = JobSpecDocument.From(record.Spec),
         RequestId = record.RequestId,
+        RequestFingerprint = record.RequestFingerprint,
         CreatedAt = record.CreatedAt,
         StopRequestedAt = record.StopRequestedAt,
         StopDeadline = record.StopDeadline,
@@ -46,6 +50,7 @@ internal sealed class JobRecordDocument
         Id = Id,
         Spec = Spec.ToSpec(),
         RequestId = RequestId,
+        RequestFingerprint = RequestFingerprint,
         CreatedAt = CreatedAt,
         StopRequestedAt = StopRequestedAt,
         StopDeadline = StopDeadline,

@@ -3,6 +3,7 @@ using JobWorker.Pki;
 using JobWorker.Server.Configuration;
 using JobWorker.Server.Diagnostics;
 using JobWorker.Server.Errors;
+using JobWorker.Server.Services;
 using Microsoft.Extensions.Options;
 
 namespace JobWorker.Server.Hosting;
@@ -16,6 +17,7 @@ public sealed class JobRunnerHost : IHostedLifecycleService, IAsyncDisposable
 {
     private readonly ServerOptions _options;
     private readonly ServerMetrics _metrics;
+    private readonly StartRequestRegistry _requests;
     private readonly ILogger<JobRunnerHost> _logger;
     private readonly Dictionary<string, int> _running = new(StringComparer.Ordinal);
     private readonly Lock _lock = new();
@@ -25,10 +27,11 @@ public sealed class JobRunnerHost : IHostedLifecycleService, IAsyncDisposable
     private int _streams;
     private TaskCompletionSource? _streamsDrained;
 
-    public JobRunnerHost(IOptions<ServerOptions> options, ServerMetrics metrics, ILogger<JobRunnerHost> logger)
+    public JobRunnerHost(IOptions<ServerOptions> options, ServerMetrics metrics, StartRequestRegistry requests, ILogger<JobRunnerHost> logger)
     {
         ArgumentNullException.ThrowIfNull(options);
         _options = options.Value;
+        _requests = requests;
         _metrics = metrics;
         _logger = logger;
     }
@@ -46,8 +49,10 @@ public sealed class JobRunnerHost : IHostedLifecycleService, IAsyncDisposable
     /// the spawn itself is not cancellable once begun.</param>
     /// <exception cref="RunningJobLimitException">The caller is at the cap.</exception>
     /// <exception cref="ServerShuttingDownException">The server is stopping.</exception>
+    /// <param name="request">The request id and its request's fingerprint, recorded with the job so a restarted
+    /// server still recognizes a retry; or null.</param>
     /// <exception cref="OperationCanceledException">Cancelled before the spawn: nothing was started.</exception>
-    public Job Start(JobSpec spec, ClientIdentity caller, CancellationToken cancellationToken = default)
+    public Job Start(JobSpec spec, ClientIdentity caller, (string Id, string Fingerprint)? request = null, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(spec);
         ArgumentNullException.ThrowIfNull(caller);
@@ -61,7 +66,7 @@ public sealed class JobRunnerHost : IHostedLifecycleService, IAsyncDisposable
         try
         {
             cancellationToken.ThrowIfCancellationRequested();
-            job = Runner.Start(spec);
+            job = Runner.Start(spec, request?.Id, request?.Fingerprint);
         }
         catch (OperationCanceledException)
         {
@@ -179,6 +184,9 @@ public sealed class JobRunnerHost : IHostedLifecycleService, IAsyncDisposable
             Logger = _logger,
         });
         _runner.BackgroundError += (_, e) => Log.JobBackgroundError(_logger, e.Exception, e.JobId, e.Operation);
+
+        // Request ids survive a restart: a retry that reaches this server returns the job an earlier one started.
+        _requests.Remember(_runner.Jobs);
 
         // Jobs re-attached from the state directory count against their owners' caps like new ones.
         foreach (var job in _runner.Jobs.Where(j => !j.HasEnded))

@@ -48,11 +48,11 @@ public sealed class JobWorkerService : Proto.JobWorker.JobWorkerBase
         Job job;
         if (requestId is null)
         {
-            job = _host.Start(spec, caller, cancellationToken);
+            job = _host.Start(spec, caller, cancellationToken: cancellationToken);
         }
         else
         {
-            var (started, repeated) = await _requests.StartOnceAsync(caller.User, requestId, request, () => _host.Start(spec, caller, cancellationToken), cancellationToken);
+            var (started, repeated) = await _requests.StartOnceAsync(caller.User, requestId, request, fingerprint => _host.Start(spec, caller, (requestId, fingerprint), cancellationToken), cancellationToken);
             job = started;
             if (repeated)
             {

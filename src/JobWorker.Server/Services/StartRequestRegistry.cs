@@ -44,8 +44,9 @@ public sealed class StartRequestRegistry
     /// Runs <paramref name="start"/> unless <paramref name="user"/> already started a job with
     /// <paramref name="requestId"/>; returns the job and whether it is that earlier one.
     /// </summary>
+    /// <remarks><paramref name="start"/> gets the request's fingerprint (hex), to record with the job.</remarks>
     /// <exception cref="RequestIdReusedException">The id was used for a different spec.</exception>
-    public async Task<(Job Job, bool Repeated)> StartOnceAsync(string user, string requestId, StartJobRequest request, Func<Job> start, CancellationToken cancellationToken)
+    public async Task<(Job Job, bool Repeated)> StartOnceAsync(string user, string requestId, StartJobRequest request, Func<string, Job> start, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(request);
         ArgumentNullException.ThrowIfNull(start);
@@ -89,7 +90,7 @@ public sealed class StartRequestRegistry
             {
                 try
                 {
-                    var job = start();
+                    var job = start(Convert.ToHexString(fingerprint));
                     entry.Outcome.SetResult(job);
                     return (job, false);
                 }
@@ -121,6 +122,45 @@ public sealed class StartRequestRegistry
             {
                 // The first attempt started nothing (cancelled, refused, failed) and forgot the id: try again, as
                 // the first in line or behind a newer attempt.
+            }
+        }
+    }
+
+    /// <summary>
+    /// Learns the request ids recorded with <paramref name="jobs"/> (a restarted server's jobs): each one still within
+    /// the retention answers a retry with its job, as if this server had started it.
+    /// </summary>
+    public void Remember(IEnumerable<Job> jobs)
+    {
+        ArgumentNullException.ThrowIfNull(jobs);
+        lock (_lock)
+        {
+            var now = _clock();
+            foreach (var job in jobs.OrderBy(j => j.CreatedAt))
+            {
+                var age = DateTimeOffset.UtcNow - job.CreatedAt;
+                if (job.RequestId is not { } id || job.RequestFingerprint is not { } hex || job.Spec.Owner is not { } user
+                    || age >= _retention || hex.Length != 64)
+                {
+                    continue;
+                }
+
+                if (!_users.TryGetValue(user, out var requests))
+                {
+                    requests = new UserRequests();
+                    _users.Add(user, requests);
+                }
+
+                if (requests.ById.ContainsKey(id))
+                {
+                    continue;
+                }
+
+                var entry = new Entry(id, Convert.FromHexString(hex), now - (long)(Math.Max(0, age.TotalSeconds) * Stopwatch.Frequency));
+                entry.Outcome.SetResult(job);
+                requests.ById.Add(id, entry);
+                entry.Node = requests.ByAge.AddLast(entry);
+                ForgetOldest(requests);
             }
         }
     }
