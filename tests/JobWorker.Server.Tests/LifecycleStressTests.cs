@@ -51,7 +51,8 @@ public sealed class LifecycleStressTests : IAsyncLifetime
 
     private static CancellationToken Token => TestContext.Current.CancellationToken;
 
-    private static string RuntimeDirectory { get; } = Path.GetDirectoryName(typeof(object).Assembly.Location)! + "/";
+    // The shared frameworks' directory (Microsoft.NETCore.App, Microsoft.AspNetCore.App): assemblies load lazily.
+    private static string RuntimeDirectory { get; } = Path.GetDirectoryName(Path.GetDirectoryName(Path.GetDirectoryName(typeof(object).Assembly.Location)))! + "/";
 
     private string LogDirectory => Path.Combine(_server.Directory, "logs");
 
