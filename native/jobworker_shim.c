@@ -405,24 +405,23 @@ int main(int argc, char **argv)
         fail(a.failed_step, a.error);
     }
 
-    char text[1024];
-    int len = snprintf(text, sizeof text, "version=1\nshim_pid=%d\npid=%d\nstarted_at_ns=%" PRId64 "\n", (int)getpid(), a.pid,
-                       started);
-    int r = write_start_status(dir_fd, text, (size_t)len);
-    if (r < 0) {
-        /* Without its record the job could not be found again after a restart: it must not run. */
-        kill_group(cgroup_fd);
-        siginfo_t si;
-        while (waitid((idtype_t)P_PIDFD, (id_t)a.pidfd, &si, WEXITED) < 0 && errno == EINTR) {
-        }
-        unlinkat(dir_fd, "output.log", 0);
-        fail(JW_STEP_SHIM_STATE, -r);
-    }
-
+    /* Report first, record second: the server's start does not wait for a file to be created. The shim is found
+     * again through its cgroup, not through this record, so a server that restarts in between only misses the
+     * pid and start time for a moment. */
     report(JW_STEP_NONE, 0, a.pid, a.used_clone3, started);
     /* The server has what it needs; from here on it may come and go. */
     dup2(devnull, STDOUT_FILENO);
     dup2(devnull, STDERR_FILENO);
+
+    char text[1024];
+    int len = snprintf(text, sizeof text, "version=1\nshim_pid=%d\npid=%d\nstarted_at_ns=%" PRId64 "\n", (int)getpid(), a.pid,
+                       started);
+    if (write_start_status(dir_fd, text, (size_t)len) < 0) {
+        /* Without its record the job's end could not be recorded either (no disk space, an I/O error): end it now
+         * rather than let it run unaccounted; the server reports it as killed and logs why. */
+        kill_group(cgroup_fd);
+        return 1;
+    }
 
     struct drain d = { .pipe = out[0], .log = log_fd, .devnull = devnull, .cap = cap };
     int main_exited = 0;

@@ -22,6 +22,11 @@ if (!Environment.IsPrivilegedProcess)
     return 1;
 }
 
+// "start [iterations]": StartJob → the target's main(), against a bare unary call plus a C posix_spawn (see
+// StartLatency.cs). Otherwise: [unary calls] [stream MiB].
+var startMode = args.Length > 0 && args[0] == "start";
+var startIterations = startMode && args.Length > 1 ? int.Parse(args[1], CultureInfo.InvariantCulture) : 500;
+args = startMode ? [] : args;
 var unaryCalls = args.Length > 0 ? int.Parse(args[0], CultureInfo.InvariantCulture) : 20_000;
 var streamMiB = args.Length > 1 ? int.Parse(args[1], CultureInfo.InvariantCulture) : 256;
 const int Rounds = 5;
@@ -57,6 +62,11 @@ try
     await bare.StartAsync();
     var real = Client(ServerApp.GetGrpcAddress(server));
     var baseline = Client(new Uri(bare.Urls.First()));
+    if (startMode)
+    {
+        await StartLatency.RunAsync(real, baseline, startIterations);
+        return 0;
+    }
 
     // A finished job with streamMiB of output in its log.
     var testProcess = Path.Combine(AppContext.BaseDirectory, "jobworker-testprocess");

@@ -217,7 +217,7 @@ static string Ms(double ns) => (ns / 1e6).ToString("0.000 ms", CultureInfo.Invar
     var job = runner.Start(new JobSpec(target) { Isolation = isolation });
     job.Completion.GetAwaiter().GetResult();
     var t1 = Baseline.Now();
-    var main = long.Parse(File.ReadAllText(Path.Combine(logs, $"{job.Id:N}.log")), CultureInfo.InvariantCulture);
+    var main = long.Parse(File.ReadAllText(Path.Combine(logs, "jobs", job.Id.ToString("N"), "output.log")), CultureInfo.InvariantCulture);
     runner.Remove(job);
     return (main - t0, t1 - t0);
 }
