@@ -132,6 +132,33 @@ public sealed class CgroupControllerTests
     }
 
     /// <summary>
+    /// A job OOM-killed while no runner runs (the server is down): the runner that comes back reports the kill from
+    /// the job's memory.events, with the exit status its supervisor recorded and the real end time.
+    /// </summary>
+    [Fact(Timeout = 60_000)]
+    public async Task MemoryLimit_OomKilledWhileNoRunner_ReportedAfterTheRestart()
+    {
+        await using var t = TestRunner.Create();
+        RequireControllers(t, "memory");
+        var job = t.Runner.Start(new JobSpec(TestRunner.TestProcess, ["sleep", "0.5", "alloc", "300", "exit", "0"]) { Limits = new() { MemoryBytes = 64 << 20 } });
+        await t.Runner.DisposeAsync();
+        for (var i = 0; i < 500 && TestRunner.ProcessExists(job.Pid); i++)
+        {
+            await Task.Delay(20, Ct);
+        }
+
+        var restartedAt = DateTimeOffset.UtcNow;
+        await t.RestartAsync();
+
+        Assert.True(t.Runner.TryGetJob(job.Id, out var again));
+        var status = await again.Completion.WaitAsync(Ct);
+        Assert.True(status.OomKilled, $"state {status.State}, exit {status.ExitCode}, signal {status.Signal}, oom_kill {status.Usage.OomKills}");
+        Assert.Equal(JobState.Signaled, status.State);
+        Assert.Equal(9, status.Signal);
+        Assert.True(status.EndedAt < restartedAt, $"ended {status.EndedAt:O}, restarted {restartedAt:O}");
+    }
+
+    /// <summary>
     /// A .NET job over memory.max. By default the GC's heap hard limit is 75% of the cgroup's memory.max, so the
     /// runtime fails first: a managed OutOfMemoryException, "Out of memory.", SIGABRT, and no kernel OOM kill.
     /// With the heap limit raised above memory.max (DOTNET_GCHeapHardLimit), the kernel's OOM killer acts first.
@@ -373,7 +400,7 @@ public sealed class CgroupControllerTests
         {
             // root: the io job writes the scratch device.
             var runner = JobRunner.Create(new JobRunnerOptions { UseDelegatedCgroup = true, StateDirectory = logs, User = "root", Group = "root" });
-            string Output(Job job) => File.ReadAllText(Path.Combine(logs, $"{job.Id:N}.log"));
+            string Output(Job job) => File.ReadAllText(Path.Combine(logs, "jobs", job.Id.ToString("N"), "output.log"));
             try
             {
                 Assert.Equal(delegated, runner.CgroupRoot);
@@ -394,7 +421,8 @@ public sealed class CgroupControllerTests
                 var bomb = runner.Start(new JobSpec(TestRunner.TestProcess, ["forkbomb", "20", "exit", "0"]) { Limits = new() { MaxProcesses = 5 } });
                 foreach (var job in new[] { oom, bomb, busy, write })
                 {
-                    Assert.Equal(delegated, Path.GetDirectoryName(job.CgroupPath));
+                    // <delegated>/<id>/job: each job's groups are siblings of the server's leaf.
+                    Assert.Equal(delegated, Path.GetDirectoryName(Path.GetDirectoryName(job.CgroupPath)));
                 }
 
                 var oomStatus = await oom.Completion.WaitAsync(Ct);
@@ -422,6 +450,7 @@ public sealed class CgroupControllerTests
             }
             finally
             {
+                await runner.StopAllAsync(TimeSpan.Zero, Ct);
                 await runner.DisposeAsync();
             }
 
@@ -430,9 +459,11 @@ public sealed class CgroupControllerTests
         finally
         {
             await File.WriteAllTextAsync(Path.Combine(mount + original, "cgroup.procs"), pid, Ct);
-            Directory.Delete(Path.Combine(delegated, "server"));
-            Directory.Delete(delegated);
-            Directory.Delete(logs, recursive: true);
+            TestRunner.KillAndRemove(delegated);
+            if (Directory.Exists(logs))
+            {
+                Directory.Delete(logs, recursive: true);
+            }
         }
     }
 }
