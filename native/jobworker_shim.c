@@ -12,13 +12,16 @@
  *                 exit, code, ended_at_ns, log_bytes, log_dropped_bytes, log_errno, output_incomplete.
  *                 512 bytes padded with newlines; the end record overwrites the start record in place.
  *
- * argv: jobworker-shim 1 JOBDIR CGROUP LOGCAP EOFMS FLAGS NSFLAGS UID GID CWD N EXEC... N ARGV... N ENV...
+ * The request comes on stdin, a sealed memfd holding NUL-terminated strings, not in argv: /proc/<pid>/cmdline
+ * of a root process is readable by every user, and the job's environment may hold secrets. argv is only
+ * "jobworker-shim JOBID" (for ps). The strings are:
+ *       1 JOBDIR CGROUP LOGCAP EOFMS FLAGS NSFLAGS UID GID CWD N EXEC... N ARGV... N ENV...
  *   JOBDIR  the job's state directory; CGROUP the job's cgroup (<root>/<id>/job); LOGCAP the log's size cap;
  *   EOFMS how long to wait for the pipe's EOF once the job's group is empty (see below);
  *   FLAGS and NSFLAGS the jw_spawn flags and CLONE_NEW* flags; CWD "" for none; then three counted lists:
  *   executables to try, the argv, the environment. The shim's own environment is empty: nothing a job
  *   chooses (GLIBC_TUNABLES, LD_*) reaches this root process.
- * fds: 0 /dev/null; 1 the report pipe to the server: one struct jw_shim_report once the job has exec'd
+ * fds: 0 the request (memfd; replaced by /dev/null once read); 1 the report pipe to the server: one struct jw_shim_report once the job has exec'd
  *   (or the step that failed), then it is closed; 2 /dev/null or the same pipe.
  *
  * The shim ignores SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGPIPE, SIGUSR1 and SIGUSR2: a signal meant for a
@@ -318,15 +321,60 @@ static void kill_group(int cgroup_fd)
     }
 }
 
-int main(int argc, char **argv)
+/* Reads the request (NUL-terminated strings) from fd 0 into an argv-like array; argc 0 on failure. */
+static char **read_request(int *argc)
+{
+    size_t size = 0, capacity = 64 * 1024;
+    char *data = malloc(capacity);
+    for (;;) {
+        if (data == NULL) {
+            *argc = 0;
+            return NULL;
+        }
+        ssize_t n = pread(STDIN_FILENO, data + size, capacity - size, (off_t)size);
+        if (n < 0 && errno == EINTR) {
+            continue;
+        }
+        if (n <= 0) {
+            break;
+        }
+        size += (size_t)n;
+        if (size == capacity) {
+            capacity *= 2;
+            data = realloc(data, capacity);
+        }
+    }
+    int count = 0;
+    for (size_t k = 0; k < size; k++) {
+        count += data[k] == '\0';
+    }
+    char **args = calloc((size_t)count + 1, sizeof *args);
+    if (args == NULL || size == 0 || data[size - 1] != '\0') {
+        *argc = 0;
+        return NULL;
+    }
+    char *p = data;
+    for (int k = 0; k < count; k++) {
+        args[k] = p;
+        p += strlen(p) + 1;
+    }
+    *argc = count;
+    return args;
+}
+
+int main(void)
 {
     static const int ignored[] = { SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGPIPE, SIGUSR1, SIGUSR2 };
     for (size_t k = 0; k < sizeof ignored / sizeof ignored[0]; k++) {
         signal(ignored[k], SIG_IGN);
     }
 
+    /* argv[0] of the request is a placeholder, so the indices below read like an argv. */
+    int argc;
+    char **argv = read_request(&argc);
+
     uint64_t cap, eof_ms, spawn_flags, ns_flags, uid, gid;
-    if (argc < 15 || strcmp(argv[1], "1") != 0 || parse_u64(argv[4], &cap) < 0 || parse_u64(argv[5], &eof_ms) < 0 ||
+    if (argv == NULL || argc < 15 || strcmp(argv[1], "1") != 0 || parse_u64(argv[4], &cap) < 0 || parse_u64(argv[5], &eof_ms) < 0 ||
         parse_u64(argv[6], &spawn_flags) < 0 || parse_u64(argv[7], &ns_flags) < 0 || parse_u64(argv[8], &uid) < 0 ||
         parse_u64(argv[9], &gid) < 0 || cap == 0 || eof_ms > 3600000) {
         fail(JW_STEP_ARGS, EINVAL);
@@ -358,6 +406,8 @@ int main(int argc, char **argv)
     if (devnull < 0) {
         fail(JW_STEP_STDIO, errno);
     }
+    /* The request was read: its memory is not kept for the job's whole life. */
+    dup2(devnull, STDIN_FILENO);
     /* O_EXCL|O_NOFOLLOW: a log is never shared with another job, and never written through a planted link. */
     int log_fd = openat(dir_fd, "output.log", O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
     if (log_fd < 0) {
@@ -412,6 +462,13 @@ int main(int argc, char **argv)
     /* The server has what it needs; from here on it may come and go. */
     dup2(devnull, STDOUT_FILENO);
     dup2(devnull, STDERR_FILENO);
+
+    /* Nothing of the request is needed any more (the job's environment can be large). */
+    free(argv[0]);
+    free(argv);
+    free(exec_paths);
+    free(job_argv);
+    free(job_envp);
 
     char text[1024];
     int len = snprintf(text, sizeof text, "version=1\nshim_pid=%d\npid=%d\nstarted_at_ns=%" PRId64 "\n", (int)getpid(), a.pid,

@@ -216,14 +216,15 @@ public sealed class JobRunner : IAsyncDisposable
             // death signal (it must outlive us), and an empty environment.
             (reportRead, reportWrite) = Interop.Io.CreatePipe();
             SpawnResult result;
+            using (var shimRequest = ShimLaunch.CreateRequest(ShimLaunch.Request(request, Store.JobDirectory(id), group.Job.Path, Options.LogSizeLimitBytes, Options.OutputEofTimeout)))
             using (var shimCgroup = OpenCgroup(group.Shim))
             {
                 result = _spawner.Spawn(new SpawnRequest
                 {
                     ExecPaths = [shimPath],
-                    Argv = ShimLaunch.Argv(request, Store.JobDirectory(id), group.Job.Path, Options.LogSizeLimitBytes, Options.OutputEofTimeout),
+                    Argv = ["jobworker-shim", id.ToString("N")],
                     Environment = [],
-                    Stdin = _devNull,
+                    Stdin = shimRequest,
                     Output = reportWrite,
                     Cgroup = shimCgroup,
                     ParentDeathSignal = 0,

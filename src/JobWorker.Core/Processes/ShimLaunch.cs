@@ -19,10 +19,12 @@ internal static class ShimLaunch
     public static string? ShimPath => ShimPathLazy.Value;
 
     /// <summary>
-    /// The shim's command line: <c>jobworker-shim 1 JOBDIR CGROUP LOGCAP EOFMS FLAGS NSFLAGS UID GID CWD N EXEC... N ARGV... N ENV...</c>.
-    /// The job's environment travels as arguments: the shim itself (root) runs with an empty environment.
+    /// The shim's request, in the form of an argv: <c>jobworker-shim 1 JOBDIR CGROUP LOGCAP EOFMS FLAGS NSFLAGS UID GID
+    /// CWD N EXEC... N ARGV... N ENV...</c>. It travels in a memfd on the shim's stdin (<see cref="CreateRequest"/>),
+    /// never in its argv: a root process's command line is readable by every user, and the job's environment may
+    /// hold secrets. The shim itself runs with an empty environment.
     /// </summary>
-    public static List<string> Argv(SpawnRequest job, string jobDirectory, string jobCgroup, long logCapBytes, TimeSpan outputEofTimeout)
+    public static List<string> Request(SpawnRequest job, string jobDirectory, string jobCgroup, long logCapBytes, TimeSpan outputEofTimeout)
     {
         var flags = (job.NewSession ? Interop.Spawn.FlagSetsid : 0)
             | (job.Credentials is null ? 0 : Interop.Spawn.FlagSetCredentials)
@@ -46,6 +48,37 @@ internal static class ShimLaunch
         AddList(argv, job.Argv);
         AddList(argv, job.Environment);
         return argv;
+    }
+
+    /// <summary>A memfd holding <paramref name="request"/> as NUL-terminated UTF-8 strings, for the shim's stdin.</summary>
+    /// <exception cref="IOException">The memfd cannot be created or written.</exception>
+    public static SafeFileHandle CreateRequest(IReadOnlyList<string> request)
+    {
+        var fd = Interop.Files.MemfdCreate("jobworker-shim-request", Interop.Files.MFD_CLOEXEC);
+        if (fd < 0)
+        {
+            throw Interop.CreateIOException(Marshal.GetLastPInvokeError(), "memfd_create");
+        }
+
+        var handle = new SafeFileHandle(fd, ownsHandle: true);
+        try
+        {
+            var bytes = new byte[request.Sum(s => System.Text.Encoding.UTF8.GetByteCount(s) + 1)];
+            var offset = 0;
+            foreach (var item in request)
+            {
+                offset += System.Text.Encoding.UTF8.GetBytes(item, bytes.AsSpan(offset));
+                bytes[offset++] = 0;
+            }
+
+            RandomAccess.Write(handle, bytes, 0);
+            return handle;
+        }
+        catch
+        {
+            handle.Dispose();
+            throw;
+        }
     }
 
     /// <summary>

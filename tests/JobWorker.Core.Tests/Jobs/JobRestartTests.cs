@@ -182,6 +182,24 @@ public sealed class JobRestartTests
     }
 
     [Fact(Timeout = 30_000)]
+    public async Task Supervisor_CommandLineAndEnvironment_HoldNothingOfTheJob()
+    {
+        // /proc/<pid>/cmdline of a root process is readable by every user: the job's environment must not be there.
+        await using var t = TestRunner.Create();
+        const string Secret = "s3cr3t-token-value";
+        var job = t.Runner.Start(new JobSpec(TestRunner.TestProcess, ["echo", "ready", "sleep", "60", Secret]) { Environment = new Dictionary<string, string> { ["API_TOKEN"] = Secret } });
+        await t.WaitForOutputAsync(job, "ready", Ct);
+        var shim = int.Parse(File.ReadAllText(Path.Combine(t.Runner.CgroupRoot, job.Id.ToString("N"), "shim", "cgroup.procs")).Trim(), System.Globalization.CultureInfo.InvariantCulture);
+
+        var cmdline = File.ReadAllText($"/proc/{shim}/cmdline");
+        var environ = File.ReadAllText($"/proc/{shim}/environ");
+
+        Assert.Equal($"jobworker-shim\0{job.Id:N}\0", cmdline);
+        Assert.Equal(string.Empty, environ);
+        Assert.Contains(Secret, File.ReadAllText($"/proc/{job.Pid}/environ"), StringComparison.Ordinal);
+    }
+
+    [Fact(Timeout = 30_000)]
     public async Task Create_SecondRunnerOnSameStateDirectory_RefusedNamingTheHolder()
     {
         await using var t = TestRunner.Create();
