@@ -50,9 +50,11 @@ public sealed partial class ConnectionTests(ServerFixture server) : IClassFixtur
         var result = await WorkerAsync(["--server", proxy.Address.ToString(), "--connect-timeout", "2s", "list"]);
 
         WorkerResult.AssertExit(1, result);
-        // Reset right after accept: seen as a failed TCP connect or a TLS handshake cut short, depending on timing.
-        Assert.Contains($"cannot connect to https://127.0.0.1:{proxy.Port}: the connection ", result.Stderr, StringComparison.Ordinal);
-        Assert.Matches("gave up after [0-9]+ attempts within the client's connect timeout of 2s", result.Stderr);
+        // Reset right after accept: seen as a failed TCP connect or a TLS handshake cut short, depending on timing; on a
+        // loaded machine the budget can also run out inside the last attempt, which is then reported as a timeout.
+        Assert.Matches(
+            $"(cannot connect to https://127.0.0.1:{proxy.Port}: the connection .*; gave up after [0-9]+ attempts|timed out connecting to https://127.0.0.1:{proxy.Port}: no TLS connection) within the client's connect timeout of 2s",
+            result.Stderr);
         Assert.Single(result.Stderr.Trim().Split('\n'));
         Assert.True(proxy.Accepted >= 2, $"expected retries, the proxy saw {proxy.Accepted} connection(s)");
     }
