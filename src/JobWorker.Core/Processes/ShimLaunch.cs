@@ -1,5 +1,6 @@
 using System.Globalization;
 using System.Runtime.InteropServices;
+using JobWorker.Core.Jobs;
 using Microsoft.Win32.SafeHandles;
 
 namespace JobWorker.Core.Processes;
@@ -19,19 +20,22 @@ internal static class ShimLaunch
     public static string? ShimPath => ShimPathLazy.Value;
 
     /// <summary>
-    /// The shim's command line: <c>jobworker-shim 1 JOBDIR CGROUP LOGCAP EOFMS FLAGS NSFLAGS UID GID CWD N EXEC... N ARGV... N ENV...</c>.
-    /// The job's environment travels as arguments: the shim itself (root) runs with an empty environment.
+    /// The shim's command line: <c>jobworker-shim 2 JOBDIR CGROUP LOGCAP EOFMS FLAGS NSFLAGS UID GID CWD NOFILE_SOFT
+    /// NOFILE_HARD UMASK OOM_SCORE_ADJ NICE N EXEC... N ARGV...</c>. The job's environment is not among them (every
+    /// user can read a process's command line): it goes to the shim's stdin, see <see cref="EnvironmentFile"/>.
     /// </summary>
     public static List<string> Argv(SpawnRequest job, string jobDirectory, string jobCgroup, long logCapBytes, TimeSpan outputEofTimeout)
     {
         var flags = (job.NewSession ? Interop.Spawn.FlagSetsid : 0)
             | (job.Credentials is null ? 0 : Interop.Spawn.FlagSetCredentials)
             | (job.UseInit ? Interop.Spawn.FlagInit : 0)
-            | (job.ForceFallback ? Interop.Spawn.FlagNoClone3 : 0);
-        var argv = new List<string>(16 + job.ExecPaths.Count + job.Argv.Count + job.Environment.Count)
+            | (job.ForceFallback ? Interop.Spawn.FlagNoClone3 : 0)
+            | (job.StartState is null ? 0 : Interop.Spawn.FlagStartState);
+        var state = job.StartState;
+        var argv = new List<string>(20 + job.ExecPaths.Count + job.Argv.Count)
         {
             ShimName,
-            "1",
+            "2",
             jobDirectory,
             jobCgroup,
             Number(logCapBytes),
@@ -41,11 +45,31 @@ internal static class ShimLaunch
             Number(job.Credentials?.Uid ?? 0),
             Number(job.Credentials?.Gid ?? 0),
             job.WorkingDirectory ?? string.Empty,
+            Number(state?.OpenFilesSoft ?? 0),
+            Number(state?.OpenFilesHard ?? 0),
+            Number(state?.Umask ?? 0),
+            Number(state?.OomScoreAdjust ?? 0),
+            Number(state?.Nice ?? 0),
         };
         AddList(argv, job.ExecPaths);
         AddList(argv, job.Argv);
-        AddList(argv, job.Environment);
         return argv;
+    }
+
+    /// <summary>
+    /// The job's environment for the shim's stdin: a sealed memfd (native <c>jw_env_fd</c>). The shim runs as root
+    /// with an empty environment of its own, and its argv is readable by every user, so neither can carry it.
+    /// </summary>
+    public static unsafe SafeFileHandle EnvironmentFile(IReadOnlyList<string> environment)
+    {
+        using var envp = new NativeStringArray(environment);
+        var fd = Interop.Spawn.EnvironmentFile(envp.Pointer);
+        if (fd < 0)
+        {
+            throw new JobStartException(JobStartFailure.SpawnFailed, $"Cannot pass the job's environment to its supervisor (memfd): {Interop.Describe(-fd)}.", -fd);
+        }
+
+        return new SafeFileHandle(fd, ownsHandle: true);
     }
 
     /// <summary>
