@@ -26,7 +26,7 @@ internal sealed class StartCommand : VerbCommand
         var response = await connection.Client.StartJobAsync(request, cancellationToken: cancellationToken);
         WriteStdout(parseResult.GetValue(_json)
             ? JsonSerializer.Serialize(JobViewMapper.ToView(response.Job), CliJsonContext.Default.JobView) + "\n"
-            : response.Job.JobId + "\n");
+            : TerminalText.Escape(response.Job.JobId) + "\n");
         return 0;
     }
 }
