@@ -46,7 +46,7 @@ public sealed class JobStartStateOptionsTests
         var state = options.JobStartState();
 
         Assert.Empty(options.Validate());
-        Assert.Equal(512, state.OpenFilesSoftLimit);
+        Assert.Equal(512L, state.OpenFilesSoftLimit);
         Assert.Equal(8192, state.OpenFilesHardLimit);
         Assert.Equal(0b_000_111_111, state.Umask);
         Assert.Equal(250, state.OomScoreAdjust);

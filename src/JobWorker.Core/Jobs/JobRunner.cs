@@ -32,6 +32,8 @@ public sealed class JobRunner : IAsyncDisposable
     private int _disposed;
     private volatile AccountCache? _account;
 
+    private const long DefaultOpenFilesSoftLimit = 1024;
+
     private readonly ProcessStartState _startState;
 
     private JobRunner(JobRunnerOptions options, ProcessStartState startState, CgroupTree tree, IJobStore store)
@@ -147,7 +149,8 @@ public sealed class JobRunner : IAsyncDisposable
             throw new ArgumentException($"{Prefix}OpenFilesHardLimit must be between 1 and fs.nr_open ({nrOpen}, the kernel's largest open-file limit), not {hard}.", nameof(options));
         }
 
-        if (state.OpenFilesSoftLimit > hard)
+        var soft = state.OpenFilesSoftLimit ?? Math.Min(DefaultOpenFilesSoftLimit, hard);
+        if (soft > hard)
         {
             throw new ArgumentException($"{Prefix}OpenFilesSoftLimit ({state.OpenFilesSoftLimit}) is above {hardName}; a soft limit cannot exceed the hard one.", nameof(options));
         }
@@ -167,7 +170,7 @@ public sealed class JobRunner : IAsyncDisposable
             throw new ArgumentException($"{Prefix}Nice must be between -20 and 19, not {state.Nice}.", nameof(options));
         }
 
-        return new ProcessStartState((ulong)state.OpenFilesSoftLimit, (ulong)hard, (uint)state.Umask, state.OomScoreAdjust, state.Nice);
+        return new ProcessStartState((ulong)soft, (ulong)hard, (uint)state.Umask, state.OomScoreAdjust, state.Nice);
     }
 
     /// <summary>The cgroup v2 controllers available to jobs (for example <c>cpu</c>, <c>memory</c>).</summary>

@@ -10,10 +10,11 @@ namespace JobWorker.Core.Jobs;
 public sealed record JobStartState
 {
     /// <summary>
-    /// The soft <c>RLIMIT_NOFILE</c>. Default 1024, as systemd gives services: <c>select()</c> cannot handle a file
-    /// descriptor above 1023, and programs that need more raise their soft limit up to the hard one.
+    /// The soft <c>RLIMIT_NOFILE</c>. <see langword="null"/> (the default) means 1024, as systemd gives services, or
+    /// the hard limit when that is lower: <c>select()</c> cannot handle a file descriptor above 1023, and programs
+    /// that need more raise their soft limit up to the hard one.
     /// </summary>
-    public long OpenFilesSoftLimit { get; init; } = 1024;
+    public long? OpenFilesSoftLimit { get; init; }
 
     /// <summary>The hard <c>RLIMIT_NOFILE</c>; <see langword="null"/> (the default) means the server's own hard limit.</summary>
     public long? OpenFilesHardLimit { get; init; }

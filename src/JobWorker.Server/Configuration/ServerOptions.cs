@@ -52,8 +52,8 @@ public sealed class ServerOptions
     /// <summary>The longest grace a stop request may ask for.</summary>
     public TimeSpan MaxStopGrace { get; set; } = TimeSpan.FromMinutes(5);
 
-    /// <summary>A job's soft open-file limit (RLIMIT_NOFILE), whatever the server's own. systemd's default for services.</summary>
-    public long JobOpenFilesSoftLimit { get; set; } = 1024;
+    /// <summary>A job's soft open-file limit (RLIMIT_NOFILE), whatever the server's own; empty means 1024 (systemd's default for services) or the hard limit if lower.</summary>
+    public long? JobOpenFilesSoftLimit { get; set; }
 
     /// <summary>A job's hard open-file limit; empty means the server's own hard limit.</summary>
     public long? JobOpenFilesHardLimit { get; set; }
@@ -155,7 +155,11 @@ public sealed class ServerOptions
 
     private void ValidateJobStartState(List<string> errors)
     {
-        Positive(errors, nameof(JobOpenFilesSoftLimit), JobOpenFilesSoftLimit);
+        if (JobOpenFilesSoftLimit is { } soft)
+        {
+            Positive(errors, nameof(JobOpenFilesSoftLimit), soft);
+        }
+
         if (JobOpenFilesHardLimit is { } hard)
         {
             Positive(errors, nameof(JobOpenFilesHardLimit), hard);

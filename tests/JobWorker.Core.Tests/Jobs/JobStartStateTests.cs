@@ -133,6 +133,16 @@ public sealed partial class JobStartStateTests
         Assert.Empty(t.JobDirectories());
     }
 
+    [Fact(Timeout = 30_000)]
+    public async Task Start_HardLimitBelow1024_DefaultSoftLimitIsTheHardLimit()
+    {
+        await using var t = TestRunner.Create(o => o with { StartState = new JobStartState { OpenFilesHardLimit = 512 } });
+
+        var state = await StartStateAsync(t, JobIsolation.None);
+
+        Assert.Equal("512:512", state["nofile"]);
+    }
+
     [Theory(Timeout = 60_000)]
     [InlineData(JobIsolation.None)]
     [InlineData(PidMount)]
