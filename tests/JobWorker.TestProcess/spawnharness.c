@@ -7,6 +7,12 @@
  *   jobworker-spawnharness plain TESTPROCESS          TESTPROCESS echo hello env MARKER
  *   jobworker-spawnharness init TESTPROCESS INIT      the same under jobworker-init in a new PID namespace
  *
+ *   jobworker-spawnharness orphan-init TESTPROCESS INIT
+ *                                                     runs INIT by hand (no jw_spawn) as if its parent had died
+ *                                                     before its PR_SET_PDEATHSIG: nobody reads its error pipe.
+ *                                                     Prints "output=<what the target wrote>" and
+ *                                                     "init=<kind>:<code>"; the init must exit 127 unseen.
+ *
  * The job's environment is MARKER=from-env. Prints (on the stdout it had before closing it):
  *   output=<what the job wrote, \n as |>
  *   status=<kind>:<code>   init mode: what the init reported on its status pipe (1:0 = exited 0), else "none"
@@ -21,6 +27,7 @@
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #define CLONE_NEWPID_FLAG 0x20000000ULL
@@ -45,11 +52,53 @@ static int high(int fd)
     return fcntl(fd, F_DUPFD_CLOEXEC, 10);
 }
 
+static int orphan_init(const char *target, const char *init)
+{
+    const char *envp[] = { "MARKER=from-env", NULL };
+    int out[2], error[2];
+    int env = jw_env_fd(envp);
+    if (env < 0 || pipe2(out, O_CLOEXEC) < 0 || pipe2(error, O_CLOEXEC) < 0) {
+        printf("setup failed\n");
+        return 1;
+    }
+    close(error[0]); /* the "parent" is gone before the init starts: its error pipe has no reader */
+    pid_t pid = fork();
+    if (pid == 0) {
+        int null = open("/dev/null", O_RDONLY);
+        if (dup2(null, 0) < 0 || dup2(out[1], 1) < 0 || dup2(out[1], 2) < 0 || dup2(null, 3) < 0 ||
+            dup2(error[1], 4) < 0 || dup2(env, 5) < 0) {
+            _exit(120);
+        }
+        signal(SIGPIPE, SIG_DFL);
+        const char *argv[] = { "jobworker-init", "-", "0", "0", "/", "", "1", target, target, "echo", "ran", NULL };
+        const char *no_env[] = { NULL };
+        execve(init, (char *const *)argv, (char *const *)no_env);
+        _exit(121);
+    }
+    close(out[1]);
+    close(error[1]);
+    char output[256];
+    ssize_t n = read(out[0], output, sizeof output - 1);
+    output[n > 0 ? n : 0] = '\0';
+    for (ssize_t i = 0; i < n; i++) {
+        if (output[i] == '\n') {
+            output[i] = '|';
+        }
+    }
+    int status = 0;
+    waitpid(pid, &status, 0);
+    printf("output=%s\ninit=%d:%d\n", output, WIFEXITED(status) ? 1 : 2, WIFEXITED(status) ? WEXITSTATUS(status) : WTERMSIG(status));
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
-    if (argc < 3 || (strcmp(argv[1], "init") == 0 && argc < 4)) {
-        fprintf(stderr, "usage: jobworker-spawnharness plain|init TESTPROCESS [INIT]\n");
+    if (argc < 3 || (strcmp(argv[1], "plain") != 0 && argc < 4)) {
+        fprintf(stderr, "usage: jobworker-spawnharness plain|init|orphan-init TESTPROCESS [INIT]\n");
         return 2;
+    }
+    if (strcmp(argv[1], "orphan-init") == 0) {
+        return orphan_init(argv[2], argv[3]);
     }
     int init = strcmp(argv[1], "init") == 0;
     report_fd = high(1);

@@ -76,6 +76,24 @@ public sealed class ProcessSpawnerTests
     }
 
     [Fact(Timeout = 30_000)]
+    public async Task Init_ParentGoneBeforeDeathSignal_ExitsWithoutStartingTheTarget()
+    {
+        // The harness execs jobworker-init itself with an error pipe nobody reads: what the init sees when its
+        // parent died between the clone and its PR_SET_PDEATHSIG (the signal would then never come).
+        var start = new ProcessStartInfo(Path.Combine(AppContext.BaseDirectory, "jobworker-spawnharness")) { RedirectStandardOutput = true, UseShellExecute = false };
+        start.ArgumentList.Add("orphan-init");
+        start.ArgumentList.Add(TestRunner.TestProcess);
+        start.ArgumentList.Add(Path.Combine(AppContext.BaseDirectory, "jobworker-init"));
+
+        using var process = Process.Start(start)!;
+        var output = await process.StandardOutput.ReadToEndAsync(TestContext.Current.CancellationToken);
+        await process.WaitForExitAsync(TestContext.Current.CancellationToken);
+
+        Assert.Equal(0, process.ExitCode);
+        Assert.Equal("output=\ninit=1:127\n", output);
+    }
+
+    [Fact(Timeout = 30_000)]
     public void Spawn_ExecCandidates_TriesInOrderAndRemembersEacces()
     {
         using var spawner = new ProcessSpawner();
