@@ -10,7 +10,8 @@
  *   1. mount namespace ('m'): private propagation, the server's log directory masked by an empty read-only
  *      tmpfs, a private tmpfs on /tmp, and (with 'p') a fresh /proc that shows only the job's processes;
  *   2. network namespace ('n'): brings up the loopback interface, the only one there is;
- *   3. drops to the job's user (setgroups(0), setgid, setuid), PR_SET_NO_NEW_PRIVS, PR_SET_PDEATHSIG, chdir;
+ *   3. drops to the job's user (setgroups(0), setgid, setuid), joins a fresh session keyring ('k', as that
+ *      user, so it is the job user's own), PR_SET_NO_NEW_PRIVS, PR_SET_PDEATHSIG, chdir;
  *   4. without a PID namespace: execs the target directly (it is the job's main process, nothing stays);
  *      with one ('p'): forks the target, forwards SIGTERM/SIGINT/SIGHUP/SIGQUIT/SIGUSR1/SIGUSR2/SIGWINCH to
  *      it, reaps every child (orphans are re-parented to PID 1), and when the target ends writes its raw wait
@@ -23,8 +24,11 @@
  * same precise errors (not found, permission denied, bad working directory) as without isolation.
  *
  * argv: jobworker-init FLAGS UID GID CWD HIDE N CANDIDATE... ARGV0 ARGS...
- *   FLAGS: any of 'p' 'm' 'n' (or "-"); HIDE: a directory to mask ("" for none); N: number of candidates.
- * The environment is the job's.
+ *   FLAGS: any of 'p' 'm' 'n' 'k' (or "-"); HIDE: a directory to mask ("" for none); N: number of candidates.
+ * The init's own environment is empty: it runs as root, and static glibc would honour GLIBC_TUNABLES (and
+ * the like) from it. The job's environment, which the target gets, is on fd 5 (jw_env_fd's format); the rest
+ * of the job's start state (rlimits, umask, oom_score_adj, priority, affinity) was set by jw_spawn before the
+ * exec and is inherited.
  */
 #define _GNU_SOURCE
 #include "jobworker_spawn.h"
@@ -33,6 +37,7 @@
 #include <fcntl.h>
 #include <grp.h>
 #include <net/if.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -41,14 +46,19 @@
 #include <sys/mount.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <sys/types.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #define STATUS_FD 3
 #define ERROR_FD 4
+#define ENV_FD 5
 
-extern char **environ;
+#define KEYCTL_JOIN_SESSION_KEYRING 1
+
+/* The job's environment, read from ENV_FD. */
+static char **job_env;
 
 static __attribute__((noreturn)) void fail(int step, int err)
 {
@@ -105,7 +115,7 @@ static __attribute__((noreturn)) void exec_target(char **candidates, int count, 
     int err = ENOENT;
     int saw_eacces = 0;
     for (int i = 0; i < count; i++) {
-        execve(candidates[i], argv, environ);
+        execve(candidates[i], argv, job_env);
         int e = errno;
         if (e == EACCES) {
             saw_eacces = 1;
@@ -139,6 +149,12 @@ int main(int argc, char **argv)
     /* Neither pipe may reach the target past its exec. */
     (void)fcntl(STATUS_FD, F_SETFD, FD_CLOEXEC);
     (void)fcntl(ERROR_FD, F_SETFD, FD_CLOEXEC);
+
+    int env_count = jw_read_env(ENV_FD, &job_env);
+    if (env_count < 0) {
+        fail(JW_STEP_ENVIRONMENT, -env_count);
+    }
+    close(ENV_FD);
 
     if (argc < 8) {
         fail(JW_STEP_ARGS, EINVAL);
@@ -181,13 +197,25 @@ int main(int argc, char **argv)
     if (setuid((uid_t)uid) < 0) {
         fail(JW_STEP_SETUID, errno);
     }
+    /* As the job's user, so the keyring is the job user's own; without it the job would share the session
+     * keyring of the server, which no uid change drops. A kernel without keyrings (ENOSYS) shares nothing. */
+    if (strchr(flags, 'k') != NULL && syscall(SYS_keyctl, KEYCTL_JOIN_SESSION_KEYRING, NULL) < 0 && errno != ENOSYS) {
+        fail(JW_STEP_KEYRING, errno);
+    }
     if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0) {
         fail(JW_STEP_NO_NEW_PRIVS, errno);
     }
-    /* The credential change cleared the death signal jw_spawn set: if the server dies, so does the job (and,
-     * the init being PID 1, the kernel then kills everything in its PID namespace). */
+    /* The credential change cleared the death signal jw_spawn set: if the supervisor dies, so does the job
+     * (and, the init being PID 1, the kernel then kills everything in its PID namespace). */
     if (prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) < 0) {
         fail(JW_STEP_PDEATHSIG, errno);
+    }
+    /* A parent that died before that prctl never sends the signal. getppid() cannot tell (in a new PID
+     * namespace it is 0 whoever the parent is), but the parent is blocked reading the error pipe until the
+     * target has exec'd: if its read end is gone (POLLERR on our write end), so is the parent. */
+    struct pollfd parent = { .fd = ERROR_FD, .events = POLLOUT };
+    if (poll(&parent, 1, 0) < 0 || (parent.revents & POLLERR)) {
+        _exit(127);
     }
     if (chdir(cwd) < 0) {
         fail(JW_STEP_CHDIR, errno);

@@ -12,17 +12,18 @@
  *                 exit, code, ended_at_ns, log_bytes, log_dropped_bytes, log_errno, output_incomplete.
  *                 512 bytes padded with newlines; the end record overwrites the start record in place.
  *
- * The request comes on stdin, a sealed memfd holding NUL-terminated strings, not in argv: /proc/<pid>/cmdline
- * of a root process is readable by every user, and the job's environment may hold secrets. argv is only
- * "jobworker-shim JOBID" (for ps). The strings are:
- *       1 JOBDIR CGROUP LOGCAP EOFMS FLAGS NSFLAGS UID GID CWD N EXEC... N ARGV... N ENV...
+ * argv: jobworker-shim 2 JOBDIR CGROUP LOGCAP EOFMS FLAGS NSFLAGS UID GID CWD NOFILE_SOFT NOFILE_HARD UMASK
+ *                      OOM_SCORE_ADJ NICE N EXEC... N ARGV...
  *   JOBDIR  the job's state directory; CGROUP the job's cgroup (<root>/<id>/job); LOGCAP the log's size cap;
  *   EOFMS how long to wait for the pipe's EOF once the job's group is empty (see below);
- *   FLAGS and NSFLAGS the jw_spawn flags and CLONE_NEW* flags; CWD "" for none; then three counted lists:
- *   executables to try, the argv, the environment. The shim's own environment is empty: nothing a job
- *   chooses (GLIBC_TUNABLES, LD_*) reaches this root process.
- * fds: 0 the request (memfd; replaced by /dev/null once read); 1 the report pipe to the server: one struct jw_shim_report once the job has exec'd
- *   (or the step that failed), then it is closed; 2 /dev/null or the same pipe.
+ *   FLAGS and NSFLAGS the jw_spawn flags and CLONE_NEW* flags; CWD "" for none; the job's start state
+ *   (jw_spawn_args, JW_SPAWN_START_STATE; UMASK in decimal); then two counted lists: executables to try,
+ *   the argv.
+ * fds: 0 the job's environment (jw_env_fd: a sealed memfd), read once and replaced by /dev/null; 1 the
+ *   report pipe to the server: one struct jw_shim_report once the job has exec'd (or the step that failed),
+ *   then it is closed; 2 /dev/null or the same pipe.
+ * The shim's own environment is empty, so nothing a job chooses (GLIBC_TUNABLES, LD_*) reaches this root
+ * process; nor is the job's environment in its argv, which /proc/<pid>/cmdline shows every user.
  *
  * The shim ignores SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGPIPE, SIGUSR1 and SIGUSR2: a signal meant for a
  * process group or a service never takes it down by accident. Only SIGKILL ends it early, and then the
@@ -155,6 +156,18 @@ static int write_end_status(const char *text, size_t len)
         n = pwrite(status_fd, buffer, STATUS_SIZE, 0);
     } while (n < 0 && errno == EINTR);
     return n == STATUS_SIZE ? 0 : n < 0 ? -errno : -EIO;
+}
+
+static int parse_i32(const char *s, int32_t *out)
+{
+    char *end = NULL;
+    errno = 0;
+    long v = strtol(s, &end, 10);
+    if (errno != 0 || end == s || *end != '\0' || v < INT32_MIN || v > INT32_MAX) {
+        return -1;
+    }
+    *out = (int32_t)v;
+    return 0;
 }
 
 static int parse_u64(const char *s, uint64_t *out)
@@ -321,73 +334,35 @@ static void kill_group(int cgroup_fd)
     }
 }
 
-/* Reads the request (NUL-terminated strings) from fd 0 into an argv-like array; argc 0 on failure. */
-static char **read_request(int *argc)
-{
-    size_t size = 0, capacity = 64 * 1024;
-    char *data = malloc(capacity);
-    for (;;) {
-        if (data == NULL) {
-            *argc = 0;
-            return NULL;
-        }
-        ssize_t n = pread(STDIN_FILENO, data + size, capacity - size, (off_t)size);
-        if (n < 0 && errno == EINTR) {
-            continue;
-        }
-        if (n <= 0) {
-            break;
-        }
-        size += (size_t)n;
-        if (size == capacity) {
-            capacity *= 2;
-            data = realloc(data, capacity);
-        }
-    }
-    int count = 0;
-    for (size_t k = 0; k < size; k++) {
-        count += data[k] == '\0';
-    }
-    char **args = calloc((size_t)count + 1, sizeof *args);
-    if (args == NULL || size == 0 || data[size - 1] != '\0') {
-        *argc = 0;
-        return NULL;
-    }
-    char *p = data;
-    for (int k = 0; k < count; k++) {
-        args[k] = p;
-        p += strlen(p) + 1;
-    }
-    *argc = count;
-    return args;
-}
-
-int main(void)
+int main(int argc, char **argv)
 {
     static const int ignored[] = { SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGPIPE, SIGUSR1, SIGUSR2 };
     for (size_t k = 0; k < sizeof ignored / sizeof ignored[0]; k++) {
         signal(ignored[k], SIG_IGN);
     }
 
-    /* argv[0] of the request is a placeholder, so the indices below read like an argv. */
-    int argc;
-    char **argv = read_request(&argc);
-
-    uint64_t cap, eof_ms, spawn_flags, ns_flags, uid, gid;
-    if (argv == NULL || argc < 15 || strcmp(argv[1], "1") != 0 || parse_u64(argv[4], &cap) < 0 || parse_u64(argv[5], &eof_ms) < 0 ||
+    uint64_t cap, eof_ms, spawn_flags, ns_flags, uid, gid, nofile_soft, nofile_hard, umask_bits;
+    int32_t oom_score_adj, nice;
+    if (argc < 19 || strcmp(argv[1], "2") != 0 || parse_u64(argv[4], &cap) < 0 || parse_u64(argv[5], &eof_ms) < 0 ||
         parse_u64(argv[6], &spawn_flags) < 0 || parse_u64(argv[7], &ns_flags) < 0 || parse_u64(argv[8], &uid) < 0 ||
-        parse_u64(argv[9], &gid) < 0 || cap == 0 || eof_ms > 3600000) {
+        parse_u64(argv[9], &gid) < 0 || parse_u64(argv[11], &nofile_soft) < 0 || parse_u64(argv[12], &nofile_hard) < 0 ||
+        parse_u64(argv[13], &umask_bits) < 0 || parse_i32(argv[14], &oom_score_adj) < 0 || parse_i32(argv[15], &nice) < 0 ||
+        cap == 0 || eof_ms > 3600000 || umask_bits > 0777) {
         fail(JW_STEP_ARGS, EINVAL);
     }
     const char *job_dir = argv[2];
     const char *cgroup = argv[3];
     const char *cwd = argv[10][0] == '\0' ? NULL : argv[10];
-    int i = 11;
+    int i = 16;
     char **exec_paths = take_list(argc, argv, &i);
     char **job_argv = exec_paths == NULL ? NULL : take_list(argc, argv, &i);
-    char **job_envp = job_argv == NULL ? NULL : take_list(argc, argv, &i);
-    if (job_envp == NULL || i != argc || exec_paths[0] == NULL || job_argv[0] == NULL) {
+    if (job_argv == NULL || i != argc || exec_paths[0] == NULL || job_argv[0] == NULL) {
         fail(JW_STEP_ARGS, EINVAL);
+    }
+    char **job_envp = NULL;
+    int env_count = jw_read_env(STDIN_FILENO, &job_envp);
+    if (env_count < 0) {
+        fail(JW_STEP_ENVIRONMENT, -env_count);
     }
 
     int dir_fd = open(job_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
@@ -403,11 +378,9 @@ int main(void)
         fail(JW_STEP_CGROUP, errno);
     }
     int devnull = open("/dev/null", O_RDWR | O_CLOEXEC);
-    if (devnull < 0) {
+    if (devnull < 0 || dup2(devnull, STDIN_FILENO) < 0) {
         fail(JW_STEP_STDIO, errno);
     }
-    /* The request was read: its memory is not kept for the job's whole life. */
-    dup2(devnull, STDIN_FILENO);
     /* O_EXCL|O_NOFOLLOW: a log is never shared with another job, and never written through a planted link. */
     int log_fd = openat(dir_fd, "output.log", O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
     if (log_fd < 0) {
@@ -444,6 +417,11 @@ int main(void)
     /* Bound to this single-threaded process: if the shim is killed, the job's main process dies too. */
     a.pdeath_signal = SIGKILL;
     a.status_fd = status_pipe[1];
+    a.nofile_soft = nofile_soft;
+    a.nofile_hard = nofile_hard;
+    a.umask = (uint32_t)umask_bits;
+    a.oom_score_adj = oom_score_adj;
+    a.nice = nice;
     int spawned = jw_spawn(&a);
     int64_t started = now_ns();
     close(out[1]);
@@ -462,13 +440,6 @@ int main(void)
     /* The server has what it needs; from here on it may come and go. */
     dup2(devnull, STDOUT_FILENO);
     dup2(devnull, STDERR_FILENO);
-
-    /* Nothing of the request is needed any more (the job's environment can be large). */
-    free(argv[0]);
-    free(argv);
-    free(exec_paths);
-    free(job_argv);
-    free(job_envp);
 
     char text[1024];
     int len = snprintf(text, sizeof text, "version=1\nshim_pid=%d\npid=%d\nstarted_at_ns=%" PRId64 "\n", (int)getpid(), a.pid,

@@ -17,9 +17,12 @@
 #include <sched.h>
 #include <signal.h>
 #include <stddef.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -45,6 +48,29 @@
 #ifndef SYS_pidfd_open
 #define SYS_pidfd_open 434
 #endif
+#ifndef SYS_keyctl
+#define SYS_keyctl 250
+#endif
+#ifndef SYS_ioprio_set
+#define SYS_ioprio_set 251
+#endif
+#ifndef MFD_CLOEXEC
+#define MFD_CLOEXEC 0x0001U
+#endif
+#ifndef MFD_ALLOW_SEALING
+#define MFD_ALLOW_SEALING 0x0002U
+#endif
+#ifndef F_ADD_SEALS
+#define F_ADD_SEALS 1033
+#define F_SEAL_SHRINK 0x0002
+#define F_SEAL_GROW 0x0004
+#define F_SEAL_WRITE 0x0008
+#endif
+#define JW_KEYCTL_JOIN_SESSION_KEYRING 1
+#define JW_IOPRIO_WHO_PROCESS 1
+/* Bits of the affinity mask the child asks for: every CPU up to this many; the kernel keeps those the cgroup's
+ * cpuset allows. 8192 is the kernel's largest NR_CPUS on x86-64. */
+#define JW_AFFINITY_BITS 8192
 
 /* The kernel's struct clone_args (v2, with cgroup). Declared here so old headers do not matter. */
 struct jw_clone_args {
@@ -76,7 +102,12 @@ struct jw_child {
     int join_cgroup; /* fallback: write cgroup.procs from the child */
     int status_fd;   /* isolation: the init's status pipe (becomes fd 3), or -1 */
     int error_fd;    /* isolation: write end of the init's error pipe (becomes fd 4), or -1 */
+    int env_fd;      /* isolation: the job's environment for the init (becomes fd 5), or -1 */
+    int start_state; /* JW_SPAWN_START_STATE and the struct has its fields */
+    long parent_pid; /* getppid() the child expects; 0 when it cannot see its parent (new PID namespace) */
 };
+
+static const char *const jw_empty_env[] = { NULL };
 
 /* Namespaces jw_spawn creates, always together with jobworker-init (JW_SPAWN_INIT). */
 #define JW_NAMESPACES (CLONE_NEWPID | CLONE_NEWNS | CLONE_NEWNET)
@@ -109,6 +140,79 @@ static int move_fd(int from, int to)
     return dup2(from, to) < 0 ? -1 : 0;
 }
 
+/* n in decimal, without libc (the child may only call async-signal-safe code). */
+static size_t format_int(char *buf, int n)
+{
+    char tmp[16];
+    size_t len = 0;
+    int negative = n < 0;
+    unsigned int u = negative ? 0u - (unsigned int)n : (unsigned int)n;
+    do {
+        tmp[len++] = (char)('0' + u % 10);
+        u /= 10;
+    } while (u != 0);
+    size_t out = 0;
+    if (negative) {
+        buf[out++] = '-';
+    }
+    while (len > 0) {
+        buf[out++] = tmp[--len];
+    }
+    return out;
+}
+
+/* JW_SPAWN_START_STATE, still as the spawner's user: lowering oom_score_adj or nice below the inherited value,
+ * and raising a hard limit, need privileges the job's user does not have. Every value is set, not compared:
+ * a write costs less than a read. */
+static void reset_start_state(struct jw_spawn_args *a)
+{
+    struct rlimit64 nofile = { .rlim_cur = a->nofile_soft, .rlim_max = a->nofile_hard };
+    if (syscall(SYS_prlimit64, 0, RLIMIT_NOFILE, &nofile, NULL) < 0) {
+        child_fail(a, JW_STEP_RLIMIT, errno);
+    }
+
+    syscall(SYS_umask, a->umask & 0777);
+
+    /* Per process and inherited across fork and exec: a spawner that protects itself from the OOM killer
+     * (-1000) would otherwise make its jobs unkillable by it too. A vfork child's write stays its own (the
+     * kernel only spreads it to other users of the mm when the writer is not a vfork child). */
+    int fd = (int)syscall(SYS_openat, AT_FDCWD, "/proc/self/oom_score_adj", O_WRONLY | O_CLOEXEC);
+    if (fd < 0) {
+        child_fail(a, JW_STEP_OOM_SCORE, errno);
+    }
+    char text[16];
+    size_t len = format_int(text, a->oom_score_adj);
+    if (syscall(SYS_write, fd, text, len) != (long)len) {
+        child_fail(a, JW_STEP_OOM_SCORE, errno);
+    }
+    syscall(SYS_close, fd);
+
+    /* Scheduling policy, nice and I/O priority are per thread and inherited from the spawning thread: a
+     * real-time or idle spawner must not pass that on. SCHED_OTHER first: nice means nothing under SCHED_FIFO. */
+    struct sched_param param = { .sched_priority = 0 };
+    if (syscall(SYS_sched_setscheduler, 0, SCHED_OTHER, &param) < 0 ||
+        syscall(SYS_setpriority, PRIO_PROCESS, 0, a->nice) < 0 ||
+        syscall(SYS_ioprio_set, JW_IOPRIO_WHO_PROCESS, 0, 0) < 0) {
+        child_fail(a, JW_STEP_PRIORITY, errno);
+    }
+
+    /* Every CPU: the kernel intersects the mask with the CPUs the job's cpuset allows. */
+    unsigned long mask[JW_AFFINITY_BITS / (8 * sizeof(unsigned long))];
+    memset(mask, 0xff, sizeof mask);
+    if (syscall(SYS_sched_setaffinity, 0, sizeof mask, mask) < 0) {
+        child_fail(a, JW_STEP_AFFINITY, errno);
+    }
+}
+
+/* A fresh, empty session keyring owned by the current (the job's) user. A kernel without keyrings (ENOSYS)
+ * has nothing to share either. */
+static void join_session_keyring(struct jw_spawn_args *a)
+{
+    if (syscall(SYS_keyctl, JW_KEYCTL_JOIN_SESSION_KEYRING, NULL) < 0 && errno != ENOSYS) {
+        child_fail(a, JW_STEP_KEYRING, errno);
+    }
+}
+
 static int child_main(void *p)
 {
     struct jw_child *c = p;
@@ -139,24 +243,33 @@ static int child_main(void *p)
         child_fail(a, JW_STEP_SETSID, errno);
     }
 
-    if (move_fd(a->stdin_fd, 0) < 0 || move_fd(a->stdout_fd, 1) < 0 || move_fd(a->stderr_fd, 2) < 0) {
-        child_fail(a, JW_STEP_STDIO, errno);
-    }
-
-    int first_closed_fd = 3;
+    /* The program's fds 0..count-1. A source below count that is not already in its own place is moved above
+     * first, so that no dup2 overwrites a source still needed (a caller started with fds 0-2 closed has its
+     * pipes and /dev/null there: dotnet/runtime's pal_process.c guards against the same). */
+    int src[6] = { a->stdin_fd, a->stdout_fd, a->stderr_fd, -1, -1, -1 };
+    int count = 3;
     if (a->flags & JW_SPAWN_INIT) {
-        /* jobworker-init finds its status pipe on fd 3 and its error pipe on fd 4. Move both above 9 first so
-         * neither dup2 can overwrite the other's source. */
-        int status = c->status_fd >= 0 ? fcntl(c->status_fd, F_DUPFD, 10) : -1;
-        int error = fcntl(c->error_fd, F_DUPFD, 10);
-        if ((c->status_fd >= 0 && status < 0) || error < 0 || dup2(error, 4) < 0) {
+        /* jobworker-init finds its status pipe on fd 3 (without one, a harmless copy of stdin), its error pipe
+         * on fd 4 and the job's environment on fd 5. */
+        src[3] = c->status_fd >= 0 ? c->status_fd : a->stdin_fd;
+        src[4] = c->error_fd;
+        src[5] = c->env_fd;
+        count = 6;
+    }
+    for (int i = 0; i < count; i++) {
+        if (src[i] >= 0 && src[i] < count && src[i] != i && (src[i] = fcntl(src[i], F_DUPFD, count)) < 0) {
             child_fail(a, JW_STEP_STDIO, errno);
         }
-        if (status >= 0 ? dup2(status, 3) < 0 : dup2(a->stdin_fd >= 0 ? 0 : 4, 3) < 0) {
-            /* Without a status pipe fd 3 is a harmless copy of stdin (/dev/null), so fd 4 stays fd 4. */
+    }
+    for (int i = 0; i < count; i++) {
+        if (move_fd(src[i], i) < 0) {
             child_fail(a, JW_STEP_STDIO, errno);
         }
-        first_closed_fd = 5;
+    }
+    int first_closed_fd = count;
+
+    if (c->start_state) {
+        reset_start_state(a);
     }
 
     if (a->flags & JW_SPAWN_SET_CREDENTIALS) {
@@ -173,13 +286,27 @@ static int child_main(void *p)
         }
     }
 
+    /* After the uid change, so the keyring belongs to the job's user (and counts against its key quota); an
+     * isolated job's init joins one after its own uid change. Without this the job would share the spawner's
+     * session keyring, which a uid change does not drop. */
+    if (c->start_state && !(a->flags & JW_SPAWN_INIT)) {
+        join_session_keyring(a);
+    }
+
     if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0) {
         child_fail(a, JW_STEP_NO_NEW_PRIVS, errno);
     }
 
     /* After the uid change: changing credentials clears the parent-death signal. */
-    if (a->pdeath_signal > 0 && prctl(PR_SET_PDEATHSIG, a->pdeath_signal, 0, 0, 0) < 0) {
-        child_fail(a, JW_STEP_PDEATHSIG, errno);
+    if (a->pdeath_signal > 0) {
+        if (prctl(PR_SET_PDEATHSIG, a->pdeath_signal, 0, 0, 0) < 0) {
+            child_fail(a, JW_STEP_PDEATHSIG, errno);
+        }
+        /* A parent that died before the prctl never sends the signal: we would run on as an orphan. In a new
+         * PID namespace the parent is invisible (getppid() is 0); jobworker-init checks there instead. */
+        if (c->parent_pid != 0 && syscall(SYS_getppid) != c->parent_pid) {
+            child_fail(a, JW_STEP_PDEATHSIG, ESRCH);
+        }
     }
 
     /* As the job's user, so a directory the user may not enter is reported as such. */
@@ -202,11 +329,15 @@ static int child_main(void *p)
         child_fail(a, JW_STEP_SIGNALS, errno);
     }
 
+    /* jobworker-init runs as root: it gets no environment of the job's (static glibc would honour
+     * GLIBC_TUNABLES from it); it reads the job's from fd 5. */
+    const char *const *envp = (a->flags & JW_SPAWN_INIT) ? jw_empty_env : a->envp;
+
     /* Like execvp: a missing candidate moves on, EACCES is remembered, anything else stops the search. */
     int err = ENOENT;
     int saw_eacces = 0;
     for (const char *const *path = a->exec_paths; *path != NULL; path++) {
-        syscall(SYS_execve, *path, a->argv, a->envp);
+        syscall(SYS_execve, *path, a->argv, envp);
         int e = errno;
         if (e == EACCES) {
             saw_eacces = 1;
@@ -277,6 +408,14 @@ int jw_spawn(struct jw_spawn_args *a)
         return -1;
     }
 
+    int start_state = (a->flags & JW_SPAWN_START_STATE) != 0;
+    if (start_state && (a->size < sizeof *a || a->nofile_soft > a->nofile_hard || a->umask > 0777 ||
+                        a->oom_score_adj < -1000 || a->oom_score_adj > 1000 || a->nice < -20 || a->nice > 19)) {
+        a->failed_step = JW_STEP_ARGS;
+        a->error = EINVAL;
+        return -1;
+    }
+
     /* Isolation: jobworker-init reports a failed setup step (or the target's failed exec) as 8 bytes on this
      * pipe; EOF without data means the target has exec'd. */
     int error_pipe[2] = { -1, -1 };
@@ -286,11 +425,25 @@ int jw_spawn(struct jw_spawn_args *a)
         return -1;
     }
 
+    int env_fd = -1;
+    if (a->flags & JW_SPAWN_INIT) {
+        env_fd = jw_env_fd(a->envp);
+        if (env_fd < 0) {
+            a->failed_step = JW_STEP_ENVIRONMENT;
+            a->error = -env_fd;
+            close_pipe(error_pipe);
+            return -1;
+        }
+    }
+
     void *stack = mmap(NULL, JW_STACK_SIZE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);
     if (stack == MAP_FAILED) {
         a->failed_step = JW_STEP_CLONE;
         a->error = errno;
         close_pipe(error_pipe);
+        if (env_fd >= 0) {
+            close(env_fd);
+        }
         return -1;
     }
 
@@ -305,7 +458,15 @@ int jw_spawn(struct jw_spawn_args *a)
     uint64_t old = 0;
     syscall(SYS_rt_sigprocmask, SIG_SETMASK, &all, &old, 8);
 
-    struct jw_child child = { .args = a, .join_cgroup = 0, .status_fd = status_fd, .error_fd = error_pipe[1] };
+    struct jw_child child = {
+        .args = a,
+        .join_cgroup = 0,
+        .status_fd = status_fd,
+        .error_fd = error_pipe[1],
+        .env_fd = env_fd,
+        .start_state = start_state,
+        .parent_pid = (a->namespace_flags & CLONE_NEWPID) ? 0 : (long)getpid(),
+    };
     int pidfd = -1;
     long pid = -1;
     int clone_errno = 0;
@@ -354,6 +515,9 @@ int jw_spawn(struct jw_spawn_args *a)
     }
     syscall(SYS_rt_sigprocmask, SIG_SETMASK, &old, NULL, 8);
     munmap(stack, JW_STACK_SIZE);
+    if (env_fd >= 0) {
+        close(env_fd);
+    }
 
     if (pid < 0) {
         close_pipe(error_pipe);
@@ -505,4 +669,94 @@ int jw_write_file(const char *path, const char *data, int32_t length)
         return -EIO;
     }
     return -e;
+}
+
+int jw_env_fd(const char *const *envp)
+{
+    int fd = (int)syscall(SYS_memfd_create, "jobworker-env", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+    if (fd < 0) {
+        return -errno;
+    }
+    for (const char *const *e = envp; *e != NULL; e++) {
+        const char *p = *e;
+        size_t left = strlen(p) + 1;
+        while (left > 0) {
+            ssize_t n = write(fd, p, left);
+            if (n < 0 && errno == EINTR) {
+                continue;
+            }
+            if (n <= 0) {
+                int err = n < 0 ? errno : EIO;
+                close(fd);
+                return -err;
+            }
+            p += n;
+            left -= (size_t)n;
+        }
+    }
+    /* Sealed: the reader can trust that what it reads is what was written, whoever else holds the fd. */
+    if (fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE) < 0 || lseek(fd, 0, SEEK_SET) < 0) {
+        int err = errno;
+        close(fd);
+        return -err;
+    }
+    return fd;
+}
+
+/* Larger than any environment execve accepts (ARG_MAX is a quarter of the stack limit, at most 6 MiB by
+ * default): a file this big is not an environment. */
+#define JW_ENV_MAX (64 << 20)
+
+int jw_read_env(int fd, char ***out)
+{
+    struct stat st;
+    if (fstat(fd, &st) < 0) {
+        return -errno;
+    }
+    if (st.st_size < 0 || st.st_size > JW_ENV_MAX) {
+        return -E2BIG;
+    }
+    size_t size = (size_t)st.st_size;
+    char *block = malloc(size + 1);
+    if (block == NULL) {
+        return -ENOMEM;
+    }
+    size_t got = 0;
+    while (got < size) {
+        ssize_t n = pread(fd, block + got, size - got, (off_t)got);
+        if (n < 0 && errno == EINTR) {
+            continue;
+        }
+        if (n <= 0) {
+            int err = n < 0 ? errno : EIO;
+            free(block);
+            return -err;
+        }
+        got += (size_t)n;
+    }
+    if (size > 0 && block[size - 1] != '\0') {
+        free(block);
+        return -EINVAL;
+    }
+    size_t count = 0;
+    for (size_t i = 0; i < size; i++) {
+        count += block[i] == '\0';
+    }
+    /* One allocation: the pointers first, the strings after them. */
+    size_t pointers = (count + 1) * sizeof(char *);
+    char *grown = realloc(block, pointers + size + 1);
+    if (grown == NULL) {
+        free(block);
+        return -ENOMEM;
+    }
+    memmove(grown + pointers, grown, size);
+    char **list = (char **)(void *)grown;
+    char *strings = grown + pointers;
+    size_t k = 0;
+    for (size_t i = 0; i < size; i += strlen(strings + i) + 1) {
+        list[k++] = strings + i;
+    }
+    list[k] = NULL;
+    *out = list;
+    return (int)k;
 }

@@ -11,7 +11,15 @@
 #define JW_SPAWN_NO_CLONE3 0x4u       /* skip clone3 (tests and benchmarks of the fallback path) */
 #define JW_SPAWN_INIT 0x8u            /* exec_paths/argv start jobworker-init (isolation): the child keeps an
                                        * error pipe on fd 4 (and status_fd on fd 3), and jw_spawn waits until the
-                                       * init has exec'd the target or reported the step that failed */
+                                       * init has exec'd the target or reported the step that failed. The init
+                                       * is exec'd with an empty environment; envp reaches it on fd 5 (a
+                                       * memfd, see jw_env_fd) and it passes that to the target */
+#define JW_SPAWN_START_STATE 0x10u    /* reset what a job would otherwise inherit from its spawner: the fields
+                                       * after `reserved` (RLIMIT_NOFILE, umask, oom_score_adj, nice), the
+                                       * scheduling policy (SCHED_OTHER), the I/O priority (none) and the CPU
+                                       * affinity (every CPU the cgroup allows); and, without JW_SPAWN_INIT, a
+                                       * fresh session keyring after the uid change (with it, the init joins
+                                       * one after its own uid change) */
 
 /* Steps reported in jw_spawn_args.failed_step. */
 enum jw_step {
@@ -36,6 +44,12 @@ enum jw_step {
     JW_STEP_FORK = 18,           /* jobworker-init: fork of the target */
     JW_STEP_SHIM_STATE = 19,     /* jobworker-shim: the job's state directory or its shim.status record */
     JW_STEP_SHIM_LOG = 20,       /* jobworker-shim: creating output.log */
+    JW_STEP_RLIMIT = 21,         /* JW_SPAWN_START_STATE: setrlimit(RLIMIT_NOFILE) */
+    JW_STEP_OOM_SCORE = 22,      /* JW_SPAWN_START_STATE: writing /proc/self/oom_score_adj */
+    JW_STEP_PRIORITY = 23,       /* JW_SPAWN_START_STATE: scheduling policy, nice or I/O priority */
+    JW_STEP_AFFINITY = 24,       /* JW_SPAWN_START_STATE: sched_setaffinity */
+    JW_STEP_KEYRING = 25,        /* a fresh session keyring (KEYCTL_JOIN_SESSION_KEYRING) */
+    JW_STEP_ENVIRONMENT = 26,    /* the job's environment could not be passed on (memfd) or read back */
 };
 
 /* What jobworker-shim writes to its stdout once: the job's pid after its exec, or the step that failed. */
@@ -71,10 +85,28 @@ struct jw_spawn_args {
     /* in (appended for isolation; only read when size covers it) */
     int32_t status_fd;           /* JW_SPAWN_INIT: write end of the init's status pipe, becomes fd 3; -1 none */
     int32_t reserved;
+    /* in (appended for JW_SPAWN_START_STATE; only read when size covers it and the flag is set) */
+    uint64_t nofile_soft;        /* RLIMIT_NOFILE */
+    uint64_t nofile_hard;
+    uint32_t umask;              /* 0..0777 */
+    int32_t oom_score_adj;       /* -1000..1000 */
+    int32_t nice;                /* -20..19 */
+    int32_t reserved2;
 };
 
-/* Returns 0 after a successful execve (pid and pidfd set), -1 on failure (failed_step and error set). */
+/* Returns 0 after a successful execve (pid and pidfd set), -1 on failure (failed_step and error set).
+ * Safe to call with fds 0-2 closed: every fd the child needs is moved out of the way before the dup2s. */
 int jw_spawn(struct jw_spawn_args *args);
+
+/* An environment as a sealed memfd (close-on-exec, offset 0): the strings of envp, each with its NUL.
+ * How a job's environment reaches a root process (jobworker-shim on fd 0, jobworker-init on fd 5) without
+ * being that process's own environment (which static glibc would honour: GLIBC_TUNABLES) or its argv (which
+ * /proc/<pid>/cmdline shows every user). Returns the fd or -errno. */
+int jw_env_fd(const char *const *envp);
+
+/* Reads an environment written by jw_env_fd from fd (from offset 0, to its end) into a NULL-terminated array
+ * of strings in one allocation (free(*out) releases it). Returns the count or -errno. */
+int jw_read_env(int fd, char ***out);
 
 /* Reads the 4-byte wait status jobworker-init wrote to its status pipe before exiting (non-blocking fd).
  * Returns 1 and sets kind/code like jw_pidfd_wait, 0 when nothing was written (the init was killed), or -errno. */

@@ -1,6 +1,7 @@
 using System.CommandLine;
 using System.CommandLine.Invocation;
 using JobWorker.Cli.Commands;
+using JobWorker.Cli.Formatting;
 using JobWorker.Cli.Infrastructure;
 
 namespace JobWorker.Cli;
@@ -51,7 +52,7 @@ internal sealed class WorkerCli
             var verb = names.Count == 0 ? string.Empty : " " + string.Join(" ", names);
             foreach (var error in parseResult.Errors)
             {
-                _context.Error.WriteLine($"worker{verb}: {error.Message}");
+                _context.Error.WriteLine($"worker{verb}: {TerminalText.Escape(error.Message)}");
             }
 
             _context.Error.WriteLine($"Run 'worker{verb} --help' for usage.");

@@ -26,4 +26,24 @@ public sealed class FormatTests
     [Fact]
     public void CommandLine_ArgumentsWithSpacesAndQuotes_AreShellQuoted()
         => Assert.Equal("bash -c 'echo '\\''hi there'\\''' ''", HumanFormat.CommandLine("bash", ["-c", "echo 'hi there'", ""]));
+
+    [Fact]
+    public void CommandLine_ControlCharacters_ShownInBashDollarQuotes()
+        => Assert.Equal(
+            @"printf $'\e[2J\r\n' $'it\'s\\\x00\x7f\u0085\u009b'",
+            HumanFormat.CommandLine("printf", ["\u001b[2J\r\n", "it's\\\0\u007f\u0085\u009b"]));
+
+    [Theory]
+    [InlineData("plain text, unicode é ✓ and a \\ backslash", @"plain text, unicode é ✓ and a \ backslash")]
+    [InlineData("\u001b[31mred\u001b[0m", @"\e[31mred\e[0m")]
+    [InlineData("a\rb\nc\td", @"a\rb\nc\td")]
+    [InlineData("\0\u0001\u0007\u0008\u000b\u000c\u001f\u007f", @"\x00\x01\a\b\v\f\x1f\x7f")]
+    [InlineData("\u0080\u009b\u009f\u00a0", "\\u0080\\u009b\\u009f\u00a0")]
+    [InlineData("\u2028\u2029\u202e\u2066\u200f", @"\u2028\u2029\u202e\u2066\u200f")]
+    public void Escape_ControlCharacters_BecomeVisibleEscapes(string text, string expected)
+        => Assert.Equal(expected, TerminalText.Escape(text));
+
+    [Fact]
+    public void Escape_KeepLineFeeds_OnlyLineFeedsKept()
+        => Assert.Equal("one\ntwo\\r\\e", TerminalText.Escape("one\ntwo\r\u001b", keepLineFeeds: true));
 }

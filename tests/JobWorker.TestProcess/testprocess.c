@@ -35,6 +35,10 @@
  *   env NAME         print "NAME=value" or "NAME unset"
  *   cgroup           print "cgroup=PATH" (the cgroup v2 line of /proc/self/cgroup)
  *   close-output     close stdout and stderr (the job goes on without its output pipe)
+ *   start-state      print what the process started with, one "key=value" line each: nofile=SOFT:HARD,
+ *                    umask=OOOO (octal), oom_score_adj=N, nice=N, sched=POLICY, ioprio_class=C,
+ *                    cpus=LIST (Cpus_allowed_list), keyring=SERIAL (the session keyring's, KEYCTL_GET_KEYRING_ID
+ *                    without creating one) and keyring_desc=type;uid;gid;perm;description (KEYCTL_DESCRIBE)
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -48,6 +52,10 @@
 #include <sys/wait.h>
 #include <dirent.h>
 #include <grp.h>
+#include <sched.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -338,6 +346,46 @@ int main(int argc, char **argv)
             } else {
                 say("cgroup=?\n");
             }
+        } else if (strcmp(op, "start-state") == 0) {
+            struct rlimit nofile;
+            getrlimit(RLIMIT_NOFILE, &nofile);
+            say("nofile=%llu:%llu\n", (unsigned long long)nofile.rlim_cur, (unsigned long long)nofile.rlim_max);
+            mode_t mask = umask(0);
+            umask(mask);
+            say("umask=%04o\n", (unsigned)mask);
+            char buf[4096];
+            int fd = open("/proc/self/oom_score_adj", O_RDONLY);
+            ssize_t n = fd >= 0 ? read(fd, buf, sizeof buf - 1) : -1;
+            buf[n > 0 ? n : 0] = 0;
+            buf[strcspn(buf, "\n")] = 0;
+            if (fd >= 0) {
+                close(fd);
+            }
+            say("oom_score_adj=%s\n", buf);
+            errno = 0;
+            int nice_value = getpriority(PRIO_PROCESS, 0);
+            say("nice=%d\n", errno == 0 ? nice_value : 99);
+            say("sched=%d\n", sched_getscheduler(0));
+            long ioprio = syscall(SYS_ioprio_get, 1 /* IOPRIO_WHO_PROCESS */, 0);
+            say("ioprio_class=%ld\n", ioprio < 0 ? -1 : ioprio >> 13);
+            fd = open("/proc/self/status", O_RDONLY);
+            n = fd >= 0 ? read(fd, buf, sizeof buf - 1) : -1;
+            buf[n > 0 ? n : 0] = 0;
+            if (fd >= 0) {
+                close(fd);
+            }
+            char *cpus = strstr(buf, "Cpus_allowed_list:");
+            if (cpus != NULL) {
+                cpus += strlen("Cpus_allowed_list:");
+                cpus += strspn(cpus, " \t");
+                cpus[strcspn(cpus, "\n")] = 0;
+            }
+            say("cpus=%s\n", cpus != NULL ? cpus : "?");
+            long serial = syscall(SYS_keyctl, 0 /* KEYCTL_GET_KEYRING_ID */, -3 /* KEY_SPEC_SESSION_KEYRING */, 0);
+            say("keyring=%ld\n", serial);
+            long len = serial < 0 ? -1 : syscall(SYS_keyctl, 6 /* KEYCTL_DESCRIBE */, serial, buf, sizeof buf - 1);
+            buf[len > 0 ? (len < (long)sizeof buf ? len : (long)sizeof buf - 1) : 0] = 0;
+            say("keyring_desc=%s\n", buf);
         } else if (strcmp(op, "close-output") == 0) {
             close(1);
             close(2);

@@ -123,7 +123,7 @@ internal sealed class CertsInitCommand : VerbCommand
         sb.Append("  server certificate:  ").Append(layout.ServerCertificate).Append(" (key ").Append(layout.ServerKey).Append(")\n");
         sb.Append("  user '").Append(user).Append("':  config ").Append(userConfig).Append(" (the default)\n");
         sb.Append("  admin '").Append(admin).Append("': config ").Append(adminConfig).Append(" (use with --config or WORKER_CONFIG)\n");
-        WriteStdout(sb.ToString());
+        WriteStdout(TerminalText.Escape(sb.ToString(), keepLineFeeds: true));
         return Task.FromResult(ExitCodes.Success);
     }
 

@@ -1,3 +1,5 @@
+using JobWorker.Cli.Formatting;
+
 namespace JobWorker.Cli.Commands;
 
 /// <summary>What every verb shares: the connection options, the signal state and the error writer.</summary>
@@ -14,11 +16,12 @@ internal sealed class CliContext
 
     public void ReportError(string verb, string message, Exception? exception = null)
     {
-        // Always one line: what failed and what to do (details only with WORKER_DEBUG=1).
-        Error.WriteLine($"worker {verb}: {message.ReplaceLineEndings(" ")}");
+        // Always one line: what failed and what to do (details only with WORKER_DEBUG=1). Messages may echo a job's
+        // command or our arguments: no control character of theirs reaches the terminal.
+        Error.WriteLine($"worker {TerminalText.Escape(verb)}: {TerminalText.Escape(message)}");
         if (exception is not null && Environment.GetEnvironmentVariable("WORKER_DEBUG") is "1" or "true")
         {
-            Error.WriteLine(exception.ToString());
+            Error.WriteLine(TerminalText.Escape(exception.ToString().ReplaceLineEndings("\n"), keepLineFeeds: true));
         }
     }
 }

@@ -27,7 +27,7 @@ internal sealed class StartCommand : VerbCommand
         var job = await JobStarter.StartAsync(connection.Client, request, Settings!, Context, cancellationToken);
         WriteStdout(parseResult.GetValue(_json)
             ? JsonSerializer.Serialize(JobViewMapper.ToView(job), CliJsonContext.Default.JobView) + "\n"
-            : job.JobId + "\n");
+            : TerminalText.Escape(job.JobId) + "\n");
         if (cancellationToken.IsCancellationRequested)
         {
             // The signal came while the server was starting the job: it runs, and its id is on stdout.

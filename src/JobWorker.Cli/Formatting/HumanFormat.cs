@@ -61,7 +61,11 @@ internal static class HumanFormat
         return sb.ToString();
     }
 
-    /// <summary>Quotes a command line the way a POSIX shell would need it, for display only.</summary>
+    /// <summary>
+    /// Quotes a command line the way a POSIX shell would need it, for display only. An argument with a control
+    /// character is shown in bash's <c>$'…'</c> form (<c>$'\e[2J'</c>), so nothing in it reaches the terminal raw and
+    /// the line can still be pasted into bash.
+    /// </summary>
     public static string CommandLine(string command, IEnumerable<string> args)
     {
         var sb = new StringBuilder(ShellQuote(command));
@@ -78,6 +82,24 @@ internal static class HumanFormat
         if (s.Length > 0 && s.All(c => char.IsAsciiLetterOrDigit(c) || "-_./=:,+@%".Contains(c, StringComparison.Ordinal)))
         {
             return s;
+        }
+
+        if (s.Any(TerminalText.NeedsEscape))
+        {
+            var sb = new StringBuilder("$'", s.Length + 8);
+            foreach (var c in s)
+            {
+                if (TerminalText.NeedsEscape(c))
+                {
+                    TerminalText.AppendEscape(sb, c);
+                }
+                else
+                {
+                    sb.Append(c is '\\' or '\'' ? "\\" + c : c.ToString());
+                }
+            }
+
+            return sb.Append('\'').ToString();
         }
 
         return "'" + s.Replace("'", "'\\''", StringComparison.Ordinal) + "'";

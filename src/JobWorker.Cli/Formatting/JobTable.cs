@@ -4,15 +4,19 @@ using JobWorker.Protocol.V1;
 
 namespace JobWorker.Cli.Formatting;
 
-/// <summary>Human output: a key/value block for one job, an aligned table for a list.</summary>
+/// <summary>
+/// Human output: a key/value block for one job, an aligned table for a list. Every text that comes from a request
+/// (ids, owners, command lines, devices) is escaped (<see cref="TerminalText"/>), so no cell can hold a control
+/// character and every row is one line.
+/// </summary>
 internal static class JobTable
 {
     public static string Describe(JobStatus job, DateTimeOffset now)
     {
         var rows = new List<(string Key, string Value)>
         {
-            ("ID", job.JobId),
-            ("Owner", job.Owner),
+            ("ID", TerminalText.Escape(job.JobId)),
+            ("Owner", TerminalText.Escape(job.Owner)),
             ("Command", HumanFormat.CommandLine(job.Command, job.Args)),
             ("State", StateText(job)),
         };
@@ -101,8 +105,8 @@ internal static class JobTable
             var ended = job.EndedAt?.ToDateTimeOffset();
             rows.Add(
             [
-                job.JobId,
-                job.Owner,
+                TerminalText.Escape(job.JobId),
+                TerminalText.Escape(job.Owner),
                 StateText(job),
                 job.Pid > 0 ? job.Pid.ToString(CultureInfo.InvariantCulture) : "-",
                 started is null ? "-" : HumanFormat.Duration(now - started.Value) + " ago",
@@ -220,7 +224,7 @@ internal static class JobTable
                 items.Add("write " + io.WriteIops.ToString(CultureInfo.InvariantCulture) + " iops");
             }
 
-            parts.Add($"io {io.Device} {string.Join(" ", items)}");
+            parts.Add($"io {TerminalText.Escape(io.Device)} {string.Join(" ", items)}");
         }
 
         return string.Join(", ", parts);

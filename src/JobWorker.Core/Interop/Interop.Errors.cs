@@ -31,6 +31,7 @@ internal static partial class Interop
     internal const int ELOOP = 40;
     internal const int ELIBBAD = 80;
     internal const int EOPNOTSUPP = 95;
+    internal const int EDQUOT = 122;
 
     /// <summary>The symbolic name of an errno value, for messages ("ENOENT").</summary>
     internal static string ErrnoName(int errno) => errno switch
@@ -60,6 +61,7 @@ internal static partial class Interop
         ELOOP => "ELOOP",
         ELIBBAD => "ELIBBAD",
         EOPNOTSUPP => "EOPNOTSUPP",
+        EDQUOT => "EDQUOT",
         _ => $"errno {errno}",
     };
 

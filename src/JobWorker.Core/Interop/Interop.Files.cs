@@ -18,14 +18,8 @@ internal static partial class Interop
         internal const int O_CLOEXEC = 0x80000;
         internal const int EDQUOT = 122;
 
-        internal const uint MFD_CLOEXEC = 0x1;
-
         [LibraryImport(Libraries.Libc, EntryPoint = "open", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
         internal static partial int Open(string path, int flags, int mode);
-
-        /// <summary>An anonymous in-memory file (the job supervisor's request travels in one).</summary>
-        [LibraryImport(Libraries.Libc, EntryPoint = "memfd_create", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
-        internal static partial int MemfdCreate(string name, uint flags);
 
         [LibraryImport(Libraries.Libc, EntryPoint = "pwrite", SetLastError = true)]
         internal static unsafe partial nint PWrite(SafeHandle fd, byte* buffer, nint count, long offset);

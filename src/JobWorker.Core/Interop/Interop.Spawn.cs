@@ -10,6 +10,7 @@ internal static partial class Interop
         internal const uint FlagSetsid = 0x2;
         internal const uint FlagNoClone3 = 0x4;
         internal const uint FlagInit = 0x8;
+        internal const uint FlagStartState = 0x10;
 
         /// <summary>Mirrors <c>struct jw_spawn_args</c> in native/jobworker_spawn.h.</summary>
         [StructLayout(LayoutKind.Sequential)]
@@ -36,6 +37,12 @@ internal static partial class Interop
             public int UsedClone3;
             public int StatusFd;
             public int Reserved;
+            public ulong NofileSoft;
+            public ulong NofileHard;
+            public uint Umask;
+            public int OomScoreAdj;
+            public int Nice;
+            public int Reserved2;
         }
 
         /// <summary>Mirrors <c>enum jw_step</c>.</summary>
@@ -62,6 +69,12 @@ internal static partial class Interop
             Fork = 18,
             ShimState = 19,
             ShimLog = 20,
+            Rlimit = 21,
+            OomScore = 22,
+            Priority = 23,
+            Affinity = 24,
+            Keyring = 25,
+            Environment = 26,
         }
 
         /// <summary>Mirrors <c>struct jw_shim_report</c>: what jobworker-shim writes to its stdout once.</summary>
@@ -92,6 +105,10 @@ internal static partial class Interop
         /// <summary>A close-on-exec pidfd for <paramref name="pid"/>, or -errno.</summary>
         [LibraryImport(Libraries.Spawn, EntryPoint = "jw_pidfd_open")]
         internal static partial int PidfdOpen(int pid);
+
+        /// <summary>The strings of <paramref name="envp"/> in a sealed memfd (close-on-exec, offset 0), or -errno.</summary>
+        [LibraryImport(Libraries.Spawn, EntryPoint = "jw_env_fd")]
+        internal static partial int EnvironmentFile(byte** envp);
 
         [LibraryImport(Libraries.Spawn, EntryPoint = "jw_pipe")]
         internal static partial int Pipe(int* fds, int size);

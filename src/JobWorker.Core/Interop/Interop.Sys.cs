@@ -26,5 +26,17 @@ internal static partial class Interop
 
         [LibraryImport(Libraries.Libc, EntryPoint = "getpid")]
         internal static partial int GetPid();
+
+        internal const int RLIMIT_NOFILE = 7;
+
+        [StructLayout(LayoutKind.Sequential)]
+        internal struct Rlimit
+        {
+            public ulong Current;
+            public ulong Maximum;
+        }
+
+        [LibraryImport(Libraries.Libc, EntryPoint = "getrlimit", SetLastError = true)]
+        internal static partial int GetRlimit(int resource, out Rlimit limit);
     }
 }

@@ -32,9 +32,14 @@ public sealed class JobRunner : IAsyncDisposable
     private int _disposed;
     private volatile AccountCache? _account;
 
-    private JobRunner(JobRunnerOptions options, CgroupTree tree, IJobStore store)
+    private const long DefaultOpenFilesSoftLimit = 1024;
+
+    private readonly ProcessStartState _startState;
+
+    private JobRunner(JobRunnerOptions options, ProcessStartState startState, CgroupTree tree, IJobStore store)
     {
         Options = options;
+        _startState = startState;
         _tree = tree;
         Store = store;
         _logger = options.Logger ?? NullLogger.Instance;
@@ -74,13 +79,14 @@ public sealed class JobRunner : IAsyncDisposable
     {
         ArgumentNullException.ThrowIfNull(options);
         Validate(options);
+        var startState = ResolveStartState(options);
         // The cgroup root first: a host that cannot run jobs at all is refused before a state directory exists.
         var tree = CgroupTree.Open(options);
         FileJobStore? store = null;
         try
         {
             store = FileJobStore.Open(options.StateDirectory);
-            var runner = new JobRunner(options, tree, store);
+            var runner = new JobRunner(options, startState, tree, store);
             runner.Recover();
             return runner;
         }
@@ -113,6 +119,58 @@ public sealed class JobRunner : IAsyncDisposable
         {
             throw new ArgumentException($"DefaultStopGrace must not be negative, not {options.DefaultStopGrace}.", nameof(options));
         }
+    }
+
+    /// <summary>
+    /// Checks the start state against the kernel's bounds and fills in the server's hard RLIMIT_NOFILE when none is
+    /// configured.
+    /// </summary>
+    private static ProcessStartState ResolveStartState(JobRunnerOptions options)
+    {
+        var state = options.StartState
+            ?? throw new ArgumentException("StartState must not be null; use new JobStartState() for the defaults.", nameof(options));
+
+        const string Prefix = "StartState.";
+        if (Interop.Sys.GetRlimit(Interop.Sys.RLIMIT_NOFILE, out var server) != 0)
+        {
+            throw new JobWorkerException($"Cannot read the server's RLIMIT_NOFILE: {Interop.Describe(System.Runtime.InteropServices.Marshal.GetLastPInvokeError())}.");
+        }
+
+        var nrOpen = long.Parse(File.ReadAllText("/proc/sys/fs/nr_open").Trim(), System.Globalization.CultureInfo.InvariantCulture);
+        var hard = state.OpenFilesHardLimit ?? (long)Math.Min(server.Maximum, (ulong)nrOpen);
+        var hardName = state.OpenFilesHardLimit is null ? $"the server's hard limit ({hard}; set {Prefix}OpenFilesHardLimit to choose another)" : $"{Prefix}OpenFilesHardLimit ({hard})";
+        if (state.OpenFilesSoftLimit < 1)
+        {
+            throw new ArgumentException($"{Prefix}OpenFilesSoftLimit must be positive, not {state.OpenFilesSoftLimit}.", nameof(options));
+        }
+
+        if (hard < 1 || hard > nrOpen)
+        {
+            throw new ArgumentException($"{Prefix}OpenFilesHardLimit must be between 1 and fs.nr_open ({nrOpen}, the kernel's largest open-file limit), not {hard}.", nameof(options));
+        }
+
+        var soft = state.OpenFilesSoftLimit ?? Math.Min(DefaultOpenFilesSoftLimit, hard);
+        if (soft > hard)
+        {
+            throw new ArgumentException($"{Prefix}OpenFilesSoftLimit ({state.OpenFilesSoftLimit}) is above {hardName}; a soft limit cannot exceed the hard one.", nameof(options));
+        }
+
+        if (state.Umask is < 0 or > 0b_111_111_111)
+        {
+            throw new ArgumentException($"{Prefix}Umask must be between 0 and 0777 (octal), not {state.Umask} (octal {Convert.ToString(state.Umask, 8)}).", nameof(options));
+        }
+
+        if (state.OomScoreAdjust is < -1000 or > 1000)
+        {
+            throw new ArgumentException($"{Prefix}OomScoreAdjust must be between -1000 and 1000, not {state.OomScoreAdjust}.", nameof(options));
+        }
+
+        if (state.Nice is < -20 or > 19)
+        {
+            throw new ArgumentException($"{Prefix}Nice must be between -20 and 19, not {state.Nice}.", nameof(options));
+        }
+
+        return new ProcessStartState((ulong)soft, (ulong)hard, (uint)state.Umask, state.OomScoreAdjust, state.Nice);
     }
 
     /// <summary>The cgroup v2 controllers available to jobs (for example <c>cpu</c>, <c>memory</c>).</summary>
@@ -197,6 +255,7 @@ public sealed class JobRunner : IAsyncDisposable
                 Stdin = _devNull,
                 Output = _devNull,
                 Credentials = (account.Uid, account.Gid),
+                StartState = _startState,
             };
             if (initPath is not null)
             {
@@ -213,18 +272,18 @@ public sealed class JobRunner : IAsyncDisposable
             }
 
             // The supervisor runs the request; we run the supervisor: root, in its own group and session, with no
-            // death signal (it must outlive us), and an empty environment.
+            // death signal (it must outlive us), and an empty environment; the job's arrives on its stdin.
             (reportRead, reportWrite) = Interop.Io.CreatePipe();
             SpawnResult result;
-            using (var shimRequest = ShimLaunch.CreateRequest(ShimLaunch.Request(request, Store.JobDirectory(id), group.Job.Path, Options.LogSizeLimitBytes, Options.OutputEofTimeout)))
             using (var shimCgroup = OpenCgroup(group.Shim))
+            using (var jobEnvironment = ShimLaunch.EnvironmentFile(request.Environment))
             {
                 result = _spawner.Spawn(new SpawnRequest
                 {
                     ExecPaths = [shimPath],
-                    Argv = ["jobworker-shim", id.ToString("N")],
+                    Argv = ShimLaunch.Argv(request, Store.JobDirectory(id), group.Job.Path, Options.LogSizeLimitBytes, Options.OutputEofTimeout),
                     Environment = [],
-                    Stdin = shimRequest,
+                    Stdin = jobEnvironment,
                     Output = reportWrite,
                     Cgroup = shimCgroup,
                     ParentDeathSignal = 0,

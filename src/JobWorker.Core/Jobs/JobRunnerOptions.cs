@@ -36,6 +36,9 @@ public sealed record JobRunnerOptions
     /// <summary>Isolation for jobs whose spec does not choose. Default none.</summary>
     public JobIsolation DefaultIsolation { get; init; } = JobIsolation.None;
 
+    /// <summary>What every job starts with instead of the server's own process state (rlimits, umask, OOM score, nice).</summary>
+    public JobStartState StartState { get; init; } = new();
+
     /// <summary>Where the runner logs what it reconciles at start-up (re-attached, lost and foreign jobs). Default none.</summary>
     public Microsoft.Extensions.Logging.ILogger? Logger { get; init; }
 

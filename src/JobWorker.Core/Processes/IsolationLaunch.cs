@@ -27,16 +27,21 @@ internal static class IsolationLaunch
             | (isolation.HasFlag(JobIsolation.Mount) ? CLONE_NEWNS : 0)
             | (isolation.HasFlag(JobIsolation.Network) ? CLONE_NEWNET : 0);
 
-    /// <summary>The init's command line: <c>jobworker-init FLAGS UID GID CWD HIDE N CANDIDATE... ARGV...</c>.</summary>
+    /// <summary>
+    /// The init's command line: <c>jobworker-init FLAGS UID GID CWD HIDE N CANDIDATE... ARGV...</c>. FLAGS always has
+    /// <c>k</c>: the init joins a fresh session keyring after its uid change (the job's environment reaches it on
+    /// fd 5, from jw_spawn).
+    /// </summary>
     public static List<string> InitArgv(JobIsolation isolation, UserAccount account, string workingDirectory, string hiddenDirectory, IReadOnlyList<string> candidates, IReadOnlyList<string> argv)
     {
         var flags = (isolation.HasFlag(JobIsolation.Pid) ? "p" : string.Empty)
             + (isolation.HasFlag(JobIsolation.Mount) ? "m" : string.Empty)
-            + (isolation.HasFlag(JobIsolation.Network) ? "n" : string.Empty);
+            + (isolation.HasFlag(JobIsolation.Network) ? "n" : string.Empty)
+            + "k";
         var result = new List<string>(7 + candidates.Count + argv.Count)
         {
             InitName,
-            flags.Length == 0 ? "-" : flags,
+            flags,
             account.Uid.ToString(CultureInfo.InvariantCulture),
             account.Gid.ToString(CultureInfo.InvariantCulture),
             workingDirectory,

@@ -78,6 +78,11 @@ internal sealed class ProcessSpawner : IDisposable
                 flags |= Interop.Spawn.FlagNoClone3;
             }
 
+            if (request.StartState is not null)
+            {
+                flags |= Interop.Spawn.FlagStartState;
+            }
+
             var args = new Interop.Spawn.SpawnArgs
             {
                 Size = (uint)sizeof(Interop.Spawn.SpawnArgs),
@@ -95,6 +100,11 @@ internal sealed class ProcessSpawner : IDisposable
                 Gid = request.Credentials?.Gid ?? 0,
                 PdeathSignal = request.ParentDeathSignal,
                 StatusFd = status,
+                NofileSoft = request.StartState?.OpenFilesSoft ?? 0,
+                NofileHard = request.StartState?.OpenFilesHard ?? 0,
+                Umask = request.StartState?.Umask ?? 0,
+                OomScoreAdj = request.StartState?.OomScoreAdjust ?? 0,
+                Nice = request.StartState?.Nice ?? 0,
             };
 
             if (Interop.Spawn.SpawnProcess(&args) < 0)

@@ -1,5 +1,6 @@
 using System.Globalization;
 using System.Runtime.InteropServices;
+using JobWorker.Core.Jobs;
 using Microsoft.Win32.SafeHandles;
 
 namespace JobWorker.Core.Processes;
@@ -19,21 +20,22 @@ internal static class ShimLaunch
     public static string? ShimPath => ShimPathLazy.Value;
 
     /// <summary>
-    /// The shim's request, in the form of an argv: <c>jobworker-shim 1 JOBDIR CGROUP LOGCAP EOFMS FLAGS NSFLAGS UID GID
-    /// CWD N EXEC... N ARGV... N ENV...</c>. It travels in a memfd on the shim's stdin (<see cref="CreateRequest"/>),
-    /// never in its argv: a root process's command line is readable by every user, and the job's environment may
-    /// hold secrets. The shim itself runs with an empty environment.
+    /// The shim's command line: <c>jobworker-shim 2 JOBDIR CGROUP LOGCAP EOFMS FLAGS NSFLAGS UID GID CWD NOFILE_SOFT
+    /// NOFILE_HARD UMASK OOM_SCORE_ADJ NICE N EXEC... N ARGV...</c>. The job's environment is not among them (every
+    /// user can read a process's command line): it goes to the shim's stdin, see <see cref="EnvironmentFile"/>.
     /// </summary>
-    public static List<string> Request(SpawnRequest job, string jobDirectory, string jobCgroup, long logCapBytes, TimeSpan outputEofTimeout)
+    public static List<string> Argv(SpawnRequest job, string jobDirectory, string jobCgroup, long logCapBytes, TimeSpan outputEofTimeout)
     {
         var flags = (job.NewSession ? Interop.Spawn.FlagSetsid : 0)
             | (job.Credentials is null ? 0 : Interop.Spawn.FlagSetCredentials)
             | (job.UseInit ? Interop.Spawn.FlagInit : 0)
-            | (job.ForceFallback ? Interop.Spawn.FlagNoClone3 : 0);
-        var argv = new List<string>(16 + job.ExecPaths.Count + job.Argv.Count + job.Environment.Count)
+            | (job.ForceFallback ? Interop.Spawn.FlagNoClone3 : 0)
+            | (job.StartState is null ? 0 : Interop.Spawn.FlagStartState);
+        var state = job.StartState;
+        var argv = new List<string>(20 + job.ExecPaths.Count + job.Argv.Count)
         {
             ShimName,
-            "1",
+            "2",
             jobDirectory,
             jobCgroup,
             Number(logCapBytes),
@@ -43,42 +45,31 @@ internal static class ShimLaunch
             Number(job.Credentials?.Uid ?? 0),
             Number(job.Credentials?.Gid ?? 0),
             job.WorkingDirectory ?? string.Empty,
+            Number(state?.OpenFilesSoft ?? 0),
+            Number(state?.OpenFilesHard ?? 0),
+            Number(state?.Umask ?? 0),
+            Number(state?.OomScoreAdjust ?? 0),
+            Number(state?.Nice ?? 0),
         };
         AddList(argv, job.ExecPaths);
         AddList(argv, job.Argv);
-        AddList(argv, job.Environment);
         return argv;
     }
 
-    /// <summary>A memfd holding <paramref name="request"/> as NUL-terminated UTF-8 strings, for the shim's stdin.</summary>
-    /// <exception cref="IOException">The memfd cannot be created or written.</exception>
-    public static SafeFileHandle CreateRequest(IReadOnlyList<string> request)
+    /// <summary>
+    /// The job's environment for the shim's stdin: a sealed memfd (native <c>jw_env_fd</c>). The shim runs as root
+    /// with an empty environment of its own, and its argv is readable by every user, so neither can carry it.
+    /// </summary>
+    public static unsafe SafeFileHandle EnvironmentFile(IReadOnlyList<string> environment)
     {
-        var fd = Interop.Files.MemfdCreate("jobworker-shim-request", Interop.Files.MFD_CLOEXEC);
+        using var envp = new NativeStringArray(environment);
+        var fd = Interop.Spawn.EnvironmentFile(envp.Pointer);
         if (fd < 0)
         {
-            throw Interop.CreateIOException(Marshal.GetLastPInvokeError(), "memfd_create");
+            throw new JobStartException(JobStartFailure.SpawnFailed, $"Cannot pass the job's environment to its supervisor (memfd): {Interop.Describe(-fd)}.", -fd);
         }
 
-        var handle = new SafeFileHandle(fd, ownsHandle: true);
-        try
-        {
-            var bytes = new byte[request.Sum(s => System.Text.Encoding.UTF8.GetByteCount(s) + 1)];
-            var offset = 0;
-            foreach (var item in request)
-            {
-                offset += System.Text.Encoding.UTF8.GetBytes(item, bytes.AsSpan(offset));
-                bytes[offset++] = 0;
-            }
-
-            RandomAccess.Write(handle, bytes, 0);
-            return handle;
-        }
-        catch
-        {
-            handle.Dispose();
-            throw;
-        }
+        return new SafeFileHandle(fd, ownsHandle: true);
     }
 
     /// <summary>

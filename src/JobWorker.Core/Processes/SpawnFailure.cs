@@ -31,8 +31,29 @@ internal static class SpawnFailure
             Interop.Spawn.Step.Network => (JobStartFailure.IsolationFailed, $"The loopback interface of the job's network namespace could not be brought up: {why}."),
             Interop.Spawn.Step.Setgroups or Interop.Spawn.Step.Setgid or Interop.Spawn.Step.Setuid => (JobStartFailure.SpawnFailed,
                 $"Switching to user {account.Name} (uid {account.Uid}, gid {account.Gid}) failed at {result.FailedStep.ToString().ToLowerInvariant()}: {why}. The server must run as root to start jobs as another user."),
+            Interop.Spawn.Step.Keyring => (JobStartFailure.SpawnFailed, errno == Interop.EDQUOT
+                ? $"The job's session keyring could not be created: user {account.Name} (uid {account.Uid}) has used its kernel key quota ({why}). Every running job holds one keyring charged to its user; raise kernel.keys.maxkeys, or see docs/operations.md (KeyringMode=inherit)."
+                : $"The job's session keyring could not be created (KEYCTL_JOIN_SESSION_KEYRING): {why}."),
+            Interop.Spawn.Step.Rlimit or Interop.Spawn.Step.OomScore or Interop.Spawn.Step.Priority or Interop.Spawn.Step.Affinity => (JobStartFailure.SpawnFailed,
+                $"Setting the job's start state failed at {result.FailedStep} ({StartStateStep(result.FailedStep)}): {why}.{StartStateHint(result.FailedStep, errno)}"),
             _ => (JobStartFailure.SpawnFailed, $"Starting the process failed at step {result.FailedStep}: {why}."),
         };
         return new JobStartException(reason, message, errno);
     }
+
+    private static string StartStateHint(Interop.Spawn.Step step, int errno) => (step, errno) switch
+    {
+        (Interop.Spawn.Step.OomScore, Interop.EACCES or Interop.EPERM) => " An OomScoreAdjust below the server's own oom_score_adj needs CAP_SYS_RESOURCE, which the server lacks; configure a value at or above the server's.",
+        (Interop.Spawn.Step.Rlimit, Interop.EPERM) => " An OpenFilesHardLimit above the server's own hard limit needs CAP_SYS_RESOURCE, which the server lacks; lower it or raise the server's (systemd LimitNOFILE=).",
+        (Interop.Spawn.Step.Priority, Interop.EACCES or Interop.EPERM) => " A Nice value below the server's own needs CAP_SYS_NICE, which the server lacks.",
+        _ => string.Empty,
+    };
+
+    private static string StartStateStep(Interop.Spawn.Step step) => step switch
+    {
+        Interop.Spawn.Step.Rlimit => "setrlimit RLIMIT_NOFILE",
+        Interop.Spawn.Step.OomScore => "/proc/self/oom_score_adj",
+        Interop.Spawn.Step.Priority => "scheduling policy, nice or I/O priority",
+        _ => "sched_setaffinity",
+    };
 }

@@ -39,6 +39,9 @@ internal sealed record SpawnRequest
     /// <summary>Write end of the init's status pipe (PID namespace only), or null.</summary>
     public SafeFileHandle? StatusPipe { get; init; }
 
+    /// <summary>What the process starts with instead of the spawner's state (<c>JW_SPAWN_START_STATE</c>), or null to inherit it.</summary>
+    public ProcessStartState? StartState { get; init; }
+
     /// <summary>Force the fallback path (clone + join cgroup from the child); for tests and benchmarks.</summary>
     public bool ForceFallback { get; init; }
 }

@@ -52,6 +52,31 @@ public sealed class ServerOptions
     /// <summary>The longest grace a stop request may ask for.</summary>
     public TimeSpan MaxStopGrace { get; set; } = TimeSpan.FromMinutes(5);
 
+    /// <summary>A job's soft open-file limit (RLIMIT_NOFILE), whatever the server's own; empty means 1024 (systemd's default for services) or the hard limit if lower.</summary>
+    public long? JobOpenFilesSoftLimit { get; set; }
+
+    /// <summary>A job's hard open-file limit; empty means the server's own hard limit.</summary>
+    public long? JobOpenFilesHardLimit { get; set; }
+
+    /// <summary>A job's umask, in octal (<c>0022</c>).</summary>
+    public string JobUmask { get; set; } = "0022";
+
+    /// <summary>A job's <c>oom_score_adj</c>, -1000 to 1000.</summary>
+    public int JobOomScoreAdjust { get; set; }
+
+    /// <summary>A job's nice value, -20 to 19.</summary>
+    public int JobNice { get; set; }
+
+    /// <summary>What every job starts with (docs/security.md); call after <see cref="Validate"/> found no problem.</summary>
+    public JobStartState JobStartState() => new()
+    {
+        OpenFilesSoftLimit = JobOpenFilesSoftLimit,
+        OpenFilesHardLimit = JobOpenFilesHardLimit,
+        Umask = ParseUmask(JobUmask) ?? throw new InvalidOperationException($"{Section}:JobUmask '{JobUmask}' is not valid; call Validate first."),
+        OomScoreAdjust = JobOomScoreAdjust,
+        Nice = JobNice,
+    };
+
     /// <summary>Isolation for jobs whose request does not choose: <c>None</c>, or a comma list of <c>Pid, Mount, Network</c>.</summary>
     public JobIsolation DefaultIsolation { get; set; } = JobIsolation.None;
 
@@ -135,7 +160,52 @@ public sealed class ServerOptions
             errors.Add($"{Section}:MaxEnvironmentVariables must not be negative");
         }
 
+        ValidateJobStartState(errors);
         return errors;
+    }
+
+    private void ValidateJobStartState(List<string> errors)
+    {
+        if (JobOpenFilesSoftLimit is { } soft)
+        {
+            Positive(errors, nameof(JobOpenFilesSoftLimit), soft);
+        }
+
+        if (JobOpenFilesHardLimit is { } hard)
+        {
+            Positive(errors, nameof(JobOpenFilesHardLimit), hard);
+            if (hard > 0 && JobOpenFilesSoftLimit > hard)
+            {
+                errors.Add($"{Section}:JobOpenFilesSoftLimit ({JobOpenFilesSoftLimit}) must not exceed JobOpenFilesHardLimit ({hard})");
+            }
+        }
+
+        if (ParseUmask(JobUmask) is null)
+        {
+            errors.Add($"{Section}:JobUmask '{JobUmask}' is not an octal mode between 0000 and 0777 (for example 0022 or 0077)");
+        }
+
+        if (JobOomScoreAdjust is < -1000 or > 1000)
+        {
+            errors.Add($"{Section}:JobOomScoreAdjust must be between -1000 and 1000 (is {JobOomScoreAdjust})");
+        }
+
+        if (JobNice is < -20 or > 19)
+        {
+            errors.Add($"{Section}:JobNice must be between -20 and 19 (is {JobNice})");
+        }
+    }
+
+    /// <summary>An octal umask of one to four digits, 0 to 0777; null when it is not one.</summary>
+    private static int? ParseUmask(string? text)
+    {
+        if (string.IsNullOrEmpty(text) || text.Length > 4 || !text.All(c => c is >= '0' and <= '7'))
+        {
+            return null;
+        }
+
+        var value = text.Aggregate(0, (mask, digit) => (mask * 8) + (digit - '0'));
+        return value <= 0b_111_111_111 ? value : null;
     }
 
     private static void Positive(List<string> errors, string name, long value)

@@ -181,6 +181,7 @@ public sealed class JobRunnerHost : IHostedLifecycleService, IAsyncDisposable
             Group = _options.JobGroup,
             DefaultStopGrace = _options.DefaultStopGrace,
             DefaultIsolation = _options.DefaultIsolation,
+            StartState = _options.JobStartState(),
             Logger = _logger,
         });
         _runner.BackgroundError += (_, e) => Log.JobBackgroundError(_logger, e.Exception, e.JobId, e.Operation);

@@ -1,3 +1,4 @@
+using System.Diagnostics;
 using JobWorker.Core.Cgroups;
 using JobWorker.Core.Processes;
 using JobWorker.Core.Tests.Infrastructure;
@@ -46,6 +47,50 @@ public sealed class ProcessSpawnerTests
             File.Delete(output);
             Assert.True(group.TryRemove());
         }
+    }
+
+    [Theory(Timeout = 30_000)]
+    [InlineData("plain")]
+    [InlineData("init")]
+    public async Task Spawn_CallerWithStdioClosed_ChildGetsItsPipesAndEnvironment(string mode)
+    {
+        // tests/JobWorker.TestProcess/spawnharness.c closes its fds 0-2 and calls jw_spawn with the output pipe's
+        // write end on fd 0, /dev/null on fd 1 and (init) the init's status pipe on fd 2: the order in which the
+        // child's dup2s would overwrite each other's sources.
+        var harness = Path.Combine(AppContext.BaseDirectory, "jobworker-spawnharness");
+        var start = new ProcessStartInfo(harness) { RedirectStandardOutput = true, UseShellExecute = false };
+        start.ArgumentList.Add(mode);
+        start.ArgumentList.Add(TestRunner.TestProcess);
+        if (mode == "init")
+        {
+            start.ArgumentList.Add(Path.Combine(AppContext.BaseDirectory, "jobworker-init"));
+        }
+
+        using var process = Process.Start(start)!;
+        var output = await process.StandardOutput.ReadToEndAsync(TestContext.Current.CancellationToken);
+        await process.WaitForExitAsync(TestContext.Current.CancellationToken);
+
+        Assert.Equal(0, process.ExitCode);
+        var expectedStatus = mode == "init" ? "1:0" : "none";
+        Assert.Equal($"output=hello|MARKER=from-env|\nstatus={expectedStatus}\nexit=1:0\n", output);
+    }
+
+    [Fact(Timeout = 30_000)]
+    public async Task Init_ParentGoneBeforeDeathSignal_ExitsWithoutStartingTheTarget()
+    {
+        // The harness execs jobworker-init itself with an error pipe nobody reads: what the init sees when its
+        // parent died between the clone and its PR_SET_PDEATHSIG (the signal would then never come).
+        var start = new ProcessStartInfo(Path.Combine(AppContext.BaseDirectory, "jobworker-spawnharness")) { RedirectStandardOutput = true, UseShellExecute = false };
+        start.ArgumentList.Add("orphan-init");
+        start.ArgumentList.Add(TestRunner.TestProcess);
+        start.ArgumentList.Add(Path.Combine(AppContext.BaseDirectory, "jobworker-init"));
+
+        using var process = Process.Start(start)!;
+        var output = await process.StandardOutput.ReadToEndAsync(TestContext.Current.CancellationToken);
+        await process.WaitForExitAsync(TestContext.Current.CancellationToken);
+
+        Assert.Equal(0, process.ExitCode);
+        Assert.Equal("output=\ninit=1:127\n", output);
     }
 
     [Fact(Timeout = 30_000)]
