@@ -68,6 +68,8 @@ public sealed class CommandLineTests
     [InlineData("stop", "--grace", "soon", "id")]
     [InlineData("--connect-timeout", "-1s", "list")]
     [InlineData("status", "--connect-timeout", "0", "id")]
+    [InlineData("logs", "-f", "--reconnect-timeout", "-1s", "id")]
+    [InlineData("--reconnect-timeout", "25h", "run", "x")]
     [InlineData("stop")]
     [InlineData("status")]
     [InlineData("status", "a", "b")]

@@ -292,15 +292,17 @@ public sealed partial class EndToEndTests(ServerFixture server) : IClassFixture<
         }
     }
 
-    [Fact(Timeout = 60_000)]
-    public async Task List_ClientCertificateFromAnotherCa_Exit1SaysTheCertificateWasRefused()
+    [Theory(Timeout = 60_000)]
+    [InlineData("list")]
+    [InlineData("logs -f 9a25a9ee-4802-40da-8afb-542c9bfc77f1")] // a refusal is a verdict, not an outage to reconnect through
+    public async Task Verb_ClientCertificateFromAnotherCa_Exit1SaysTheCertificateWasRefused(string commandLine)
     {
         using var other = new TempDirectory();
         var foreign = DevPki.Create(other.Path, [new ClientIdentity(ServerFixture.Alice, Roles.User)]);
         var config = Path.Combine(other.Path, "client.json");
         ServerFixture.WriteConfig(config, server.Address, foreign.ClientCertificate(ServerFixture.Alice), foreign.ClientKey(ServerFixture.Alice), server.Pki.CaCertificate);
 
-        var result = await WorkerProcess.RunAsync(["--config", config, "list"], null, TestContext.Current.CancellationToken);
+        var result = await WorkerProcess.RunAsync(["--config", config, .. commandLine.Split(' ')], null, TestContext.Current.CancellationToken);
 
         WorkerResult.AssertExit(1, result);
         Assert.Contains("refused the client certificate", result.Stderr, StringComparison.Ordinal);

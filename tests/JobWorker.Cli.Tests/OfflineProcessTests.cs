@@ -20,6 +20,8 @@ public sealed class OfflineProcessTests
     [InlineData("list --connect-timeout soon", "--connect-timeout: 'soon' is not a duration")]
     [InlineData("list --connect-timeout 0", "--connect-timeout: '0' must be more than 0")]
     [InlineData("list --connect-timeout 2h", "--connect-timeout: '2h' must be at most 1h")]
+    [InlineData("logs -f --reconnect-timeout soon id", "--reconnect-timeout: 'soon' is not a duration")]
+    [InlineData("logs -f --reconnect-timeout 2d id", "--reconnect-timeout: '2d' must be at most 24h")]
     [InlineData("logs --tail 1 --from-offset 2 id", "--tail and --from-offset cannot be used together")]
     [InlineData("status", "Required argument missing")]
     [InlineData("explode", "Unrecognized command or argument 'explode'")]
@@ -71,15 +73,18 @@ public sealed class OfflineProcessTests
         Assert.Contains("--ca", result.Stderr, StringComparison.Ordinal);
     }
 
-    [Fact(Timeout = 30_000)]
-    public async Task List_ServerNotListening_Exit1ConnectionRefusedWithoutStackTrace()
+    [Theory(Timeout = 30_000)]
+    [InlineData("list")]
+    [InlineData("logs -f 9a25a9ee-4802-40da-8afb-542c9bfc77f1")] // a follower reconnects only to a server it reached
+    public async Task Verb_ServerNotListening_Exit1ConnectionRefusedAtOnceWithoutStackTrace(string commandLine)
     {
         using var dir = new TempDirectory();
         var layout = DevPki.Create(dir.Path, [new ClientIdentity("alice", Roles.User)]);
         var port = FreeLoopbackPort();
 
+        var clock = System.Diagnostics.Stopwatch.StartNew();
         var result = await WorkerProcess.RunAsync(
-            ["list"],
+            commandLine.Split(' '),
             new Dictionary<string, string>
             {
                 ["WORKER_SERVER"] = $"https://127.0.0.1:{port}",
@@ -92,7 +97,9 @@ public sealed class OfflineProcessTests
         WorkerResult.AssertExit(1, result);
         Assert.Contains($"cannot connect to https://127.0.0.1:{port}: connection refused", result.Stderr, StringComparison.Ordinal);
         Assert.DoesNotContain("   at ", result.Stderr, StringComparison.Ordinal);
+        Assert.Single(result.Stderr.Trim().Split('\n'));
         Assert.Empty(result.StdoutBytes);
+        Assert.True(clock.Elapsed < TimeSpan.FromSeconds(15), $"took {clock.Elapsed.TotalSeconds:F1} s");
     }
 
     [Fact(Timeout = 30_000)]

@@ -112,8 +112,8 @@ public sealed class ServerFixture : IAsyncLifetime
         }
     }
 
-    /// <summary>Removes a cgroup subtree of this fixture's own, killing what is left in it first.</summary>
-    private static void KillAndRemove(string group)
+    /// <summary>Removes a cgroup subtree a test created, killing what is left in it first.</summary>
+    internal static void KillAndRemove(string group)
     {
         foreach (var child in System.IO.Directory.GetDirectories(group))
         {

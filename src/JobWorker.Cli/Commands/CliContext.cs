@@ -14,7 +14,10 @@ internal sealed class CliContext
 
     public TextWriter Error { get; init; } = Console.Error;
 
-    public void ReportError(string verb, string message, Exception? exception = null)
+    public void ReportError(string verb, string message, Exception? exception = null) => Notify(verb, message, exception);
+
+    /// <summary>A line on stderr about what the command is doing (never on stdout, which carries data).</summary>
+    public void Notify(string verb, string message, Exception? exception = null)
     {
         // Always one line: what failed and what to do (details only with WORKER_DEBUG=1). Messages may echo a job's
         // command or our arguments: no control character of theirs reaches the terminal.

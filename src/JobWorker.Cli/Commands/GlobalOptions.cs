@@ -43,7 +43,9 @@ internal sealed class GlobalOptions
 
     public Option<TimeSpan?> ConnectTimeout { get; } = ConnectTimeoutOption();
 
-    public IEnumerable<Option> All => [Server, Cert, Key, Ca, Config, ConnectTimeout];
+    public Option<TimeSpan?> ReconnectTimeout { get; } = ReconnectTimeoutOption();
+
+    public IEnumerable<Option> All => [Server, Cert, Key, Ca, Config, ConnectTimeout, ReconnectTimeout];
 
     public ConnectionSettings Resolve(ParseResult parseResult) => ConnectionSettings.Resolve(
         parseResult.GetValue(Server),
@@ -51,7 +53,8 @@ internal sealed class GlobalOptions
         parseResult.GetValue(Key),
         parseResult.GetValue(Ca),
         parseResult.GetValue(Config),
-        parseResult.GetValue(ConnectTimeout));
+        parseResult.GetValue(ConnectTimeout),
+        parseResult.GetValue(ReconnectTimeout));
 
     private static Option<TimeSpan?> ConnectTimeoutOption()
     {
@@ -59,6 +62,16 @@ internal sealed class GlobalOptions
             "--connect-timeout",
             $"How long to keep trying to connect (TCP and TLS, with retries) before giving up [env: WORKER_CONNECT_TIMEOUT] [default: {ConnectionSettings.DefaultConnectTimeout.TotalSeconds:0}s]",
             ConnectionSettings.CheckConnectTimeout);
+        option.Recursive = true;
+        return option;
+    }
+
+    private static Option<TimeSpan?> ReconnectTimeoutOption()
+    {
+        var option = OptionFactory.Duration(
+            "--reconnect-timeout",
+            $"How long logs -f and run keep reconnecting when the server goes away mid-stream (restart, upgrade); 0 never [env: WORKER_RECONNECT_TIMEOUT] [default: {ConnectionSettings.DefaultReconnectTimeout.TotalSeconds:0}s]",
+            ConnectionSettings.CheckReconnectTimeout);
         option.Recursive = true;
         return option;
     }

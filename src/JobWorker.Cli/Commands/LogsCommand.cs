@@ -48,7 +48,7 @@ internal sealed class LogsCommand : VerbCommand
 
         using var connection = Connect(parseResult);
         using var stdout = Console.OpenStandardOutput();
-        await OutputFollower.CopyAsync(connection.Client, request, stdout, cancellationToken);
+        await new OutputFollower(connection.Client, connection.Settings, Context, DisplayName).CopyAsync(request, stdout, serverAnswered: false, cancellationToken);
         return 0;
     }
 }

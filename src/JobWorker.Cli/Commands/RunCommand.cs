@@ -52,7 +52,8 @@ internal sealed class RunCommand : VerbCommand
         using (cancellationToken.Register(() => stopping = StopAsync(client, id)))
         {
             using var stdout = Console.OpenStandardOutput();
-            var final = await OutputFollower.CopyAsync(client, new StreamOutputRequest { JobId = id, Follow = true, FromOffset = 0 }, stdout, CancellationToken.None)
+            var follower = new OutputFollower(client, connection.Settings, Context, DisplayName);
+            var final = await follower.CopyAsync(new StreamOutputRequest { JobId = id, Follow = true, FromOffset = 0 }, stdout, serverAnswered: true, CancellationToken.None)
                 ?? (await client.GetJobAsync(new GetJobRequest { JobId = id }, cancellationToken: CancellationToken.None)).Job;
 
             if (stopping is not null)

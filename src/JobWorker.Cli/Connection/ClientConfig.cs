@@ -16,4 +16,7 @@ internal sealed class ClientConfig
 
     /// <summary>How long to keep trying to connect, as a duration ("30s", "2m").</summary>
     public string? ConnectTimeout { get; set; }
+
+    /// <summary>How long a follower whose stream broke keeps reconnecting, as a duration ("60s", "5m"; "0" never).</summary>
+    public string? ReconnectTimeout { get; set; }
 }

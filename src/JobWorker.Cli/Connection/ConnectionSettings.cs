@@ -7,9 +7,11 @@ namespace JobWorker.Cli.Connection;
 
 /// <summary>
 /// Where and how to connect: each value comes from its flag, else its environment variable
-/// (WORKER_SERVER, WORKER_CERT, WORKER_KEY, WORKER_CA, WORKER_CONNECT_TIMEOUT), else the config file, else the default.
+/// (WORKER_SERVER, WORKER_CERT, WORKER_KEY, WORKER_CA, WORKER_CONNECT_TIMEOUT, WORKER_RECONNECT_TIMEOUT), else the config
+/// file, else the default.
 /// </summary>
-internal sealed record ConnectionSettings(Uri Server, string? CertPath, string? KeyPath, string? CaPath, string? ConfigPath, TimeSpan ConnectTimeout)
+internal sealed record ConnectionSettings(
+    Uri Server, string? CertPath, string? KeyPath, string? CaPath, string? ConfigPath, TimeSpan ConnectTimeout, TimeSpan ReconnectTimeout)
 {
     public const string DefaultServer = "https://127.0.0.1:50051";
 
@@ -20,6 +22,17 @@ internal sealed record ConnectionSettings(Uri Server, string? CertPath, string? 
     public static readonly TimeSpan DefaultConnectTimeout = TimeSpan.FromSeconds(30);
 
     public static readonly TimeSpan MaxConnectTimeout = TimeSpan.FromHours(1);
+
+    /// <summary>
+    /// How long a follower (<c>logs -f</c>, <c>run</c>) whose stream broke keeps trying to get it back: long enough
+    /// for a server to be restarted or upgraded, short enough that a script notices a server that stays down.
+    /// </summary>
+    public static readonly TimeSpan DefaultReconnectTimeout = TimeSpan.FromSeconds(60);
+
+    public static readonly TimeSpan MaxReconnectTimeout = TimeSpan.FromDays(1);
+
+    /// <summary>The server address as shown in messages.</summary>
+    public string ServerText => Server.ToString().TrimEnd('/');
 
     public static string DefaultConfigPath
     {
@@ -35,7 +48,7 @@ internal sealed record ConnectionSettings(Uri Server, string? CertPath, string? 
         }
     }
 
-    public static ConnectionSettings Resolve(string? server, string? cert, string? key, string? ca, string? config, TimeSpan? connectTimeout = null)
+    public static ConnectionSettings Resolve(string? server, string? cert, string? key, string? ca, string? config, TimeSpan? connectTimeout = null, TimeSpan? reconnectTimeout = null)
     {
         var configPath = FirstNonEmpty(config, Environment.GetEnvironmentVariable("WORKER_CONFIG"));
         var explicitConfig = configPath is not null;
@@ -61,7 +74,8 @@ internal sealed record ConnectionSettings(Uri Server, string? CertPath, string? 
             FirstNonEmpty(key, Environment.GetEnvironmentVariable("WORKER_KEY")) ?? FromFile(file?.Key),
             FirstNonEmpty(ca, Environment.GetEnvironmentVariable("WORKER_CA")) ?? FromFile(file?.Ca),
             file is null ? null : configPath,
-            ResolveConnectTimeout(connectTimeout, file, configPath));
+            ResolveTimeout(connectTimeout, "WORKER_CONNECT_TIMEOUT", file?.ConnectTimeout, "connectTimeout", configPath, CheckConnectTimeout) ?? DefaultConnectTimeout,
+            ResolveTimeout(reconnectTimeout, "WORKER_RECONNECT_TIMEOUT", file?.ReconnectTimeout, "reconnectTimeout", configPath, CheckReconnectTimeout) ?? DefaultReconnectTimeout);
     }
 
     /// <summary>Checks a connect timeout from any source: more than zero, at most <see cref="MaxConnectTimeout"/>.</summary>
@@ -70,7 +84,13 @@ internal sealed record ConnectionSettings(Uri Server, string? CertPath, string? 
             : value > MaxConnectTimeout ? $"must be at most {MaxConnectTimeout.TotalHours:0}h"
             : null;
 
-    private static TimeSpan ResolveConnectTimeout(TimeSpan? flag, ClientConfig? file, string configPath)
+    /// <summary>Checks a reconnect timeout from any source: 0 (never reconnect) or more, at most <see cref="MaxReconnectTimeout"/>.</summary>
+    public static string? CheckReconnectTimeout(TimeSpan value)
+        => value < TimeSpan.Zero ? "must be 0 (do not reconnect) or more (for example 60s)"
+            : value > MaxReconnectTimeout ? $"must be at most {MaxReconnectTimeout.TotalHours:0}h"
+            : null;
+
+    private static TimeSpan? ResolveTimeout(TimeSpan? flag, string variable, string? fromFile, string fileKey, string configPath, Func<TimeSpan, string?> check)
     {
         // The flag was checked while parsing; the other sources are checked here and named in the error.
         if (flag is { } value)
@@ -78,28 +98,28 @@ internal sealed record ConnectionSettings(Uri Server, string? CertPath, string? 
             return value;
         }
 
-        var fromEnvironment = Environment.GetEnvironmentVariable("WORKER_CONNECT_TIMEOUT");
+        var fromEnvironment = Environment.GetEnvironmentVariable(variable);
         if (!string.IsNullOrWhiteSpace(fromEnvironment))
         {
-            return ParseConnectTimeout(fromEnvironment, "WORKER_CONNECT_TIMEOUT", ExitCodes.Usage);
+            return ParseTimeout(fromEnvironment, variable, ExitCodes.Usage, check);
         }
 
-        if (!string.IsNullOrWhiteSpace(file?.ConnectTimeout))
+        if (!string.IsNullOrWhiteSpace(fromFile))
         {
-            return ParseConnectTimeout(file.ConnectTimeout, $"\"connectTimeout\" in config file {configPath}", ExitCodes.Failure);
+            return ParseTimeout(fromFile, $"\"{fileKey}\" in config file {configPath}", ExitCodes.Failure, check);
         }
 
-        return DefaultConnectTimeout;
+        return null;
     }
 
-    private static TimeSpan ParseConnectTimeout(string text, string source, int exitCode)
+    private static TimeSpan ParseTimeout(string text, string source, int exitCode, Func<TimeSpan, string?> check)
     {
         if (!DurationParser.TryParse(text, out var value, out var error))
         {
             throw new CliException($"{source}: {error}", exitCode);
         }
 
-        return CheckConnectTimeout(value) is { } problem
+        return check(value) is { } problem
             ? throw new CliException($"{source}: '{text}' {problem}", exitCode)
             : value;
     }

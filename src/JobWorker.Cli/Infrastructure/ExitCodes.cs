@@ -11,6 +11,12 @@ internal static class ExitCodes
     /// <summary>The command line itself is wrong (unknown option, invalid value, missing argument).</summary>
     public const int Usage = 2;
 
+    /// <summary>
+    /// <c>logs -f</c> or <c>run</c> lost the server mid-stream and it was not back within the reconnect timeout; the job
+    /// itself may still run. EX_TEMPFAIL of sysexits.h: a temporary failure, try again later.
+    /// </summary>
+    public const int ServerLost = 75;
+
     /// <summary>A reader closed our stdout (for example <c>worker logs ID | head</c>): what a shell reports for SIGPIPE.</summary>
     public const int BrokenPipe = 128 + 13;
 

@@ -107,6 +107,13 @@ public sealed class JobWorkerService : Proto.JobWorker.JobWorkerBase
         var options = RequestValidator.ToReadOptions(request);
         var cancellationToken = context.CancellationToken;
 
+        if (options.Follow)
+        {
+            // Tells the follower at once that its stream was taken: a break after this is the server going away, which
+            // a follower rides out by reconnecting, not a connection that never came up. An idle job sends nothing.
+            await context.WriteResponseHeadersAsync(new Metadata());
+        }
+
         using var registration = _host.OpenStream();
         _metrics.StreamOpened();
         Log.StreamOpened(_logger, caller.User, job.Id, options.Follow);
