@@ -310,13 +310,15 @@ public sealed partial class JobStartStateTests
 
     private static long SessionKeyring() => Syscall(SYS_keyctl, KEYCTL_GET_KEYRING_ID, KEY_SPEC_SESSION_KEYRING, 0);
 
-    /// <summary>The CPUs a job's cpuset allows: the online CPUs, narrowed by a cgroup v1 cpuset where there is one.</summary>
+    /// <summary>
+    /// The CPUs a job's cpuset allows: the online CPUs, narrowed by whatever cpuset this process is in, as the kernel
+    /// reports it for the main thread (whose affinity the tests never change).
+    /// </summary>
     private static List<int> ExpectedCpus()
     {
         var cpus = ReadCpuList("/sys/devices/system/cpu/online");
-        var cpuset = File.Exists("/proc/self/cpuset") ? File.ReadAllText("/proc/self/cpuset").Trim() : null;
-        var v1 = cpuset is null ? null : Path.Combine("/sys/fs/cgroup/cpuset", cpuset.TrimStart('/'), "cpuset.effective_cpus");
-        return v1 is not null && File.Exists(v1) ? [.. cpus.Intersect(ReadCpuList(v1))] : cpus;
+        var allowed = File.ReadLines($"/proc/{Environment.ProcessId}/status").First(l => l.StartsWith("Cpus_allowed_list:", StringComparison.Ordinal));
+        return [.. cpus.Intersect(ReadCpuListText(allowed["Cpus_allowed_list:".Length..].Trim()))];
     }
 
     private static List<int> ReadCpuList(string path) => ReadCpuListText(File.ReadAllText(path).Trim());
