@@ -239,7 +239,7 @@ public sealed class Job
         long dropped = 0;
         try
         {
-            var shim = _runner.ReadShimStatus(Id);
+            var shim = _runner.Store.ReadShimStatus(Id);
             if (shim?.HasEnded == true)
             {
                 exitCode = shim.ExitCode;

@@ -483,8 +483,6 @@ public sealed class JobRunner : IAsyncDisposable
         return null;
     }
 
-    internal ShimStatus? ReadShimStatus(Guid id) => Store.ReadShimStatus(id);
-
     /// <summary>
     /// The job account, re-read only when /etc/passwd or /etc/group changed (parsing them costs ~50 µs per start;
     /// two stats cost ~2 µs), so an account added or removed later is still seen.

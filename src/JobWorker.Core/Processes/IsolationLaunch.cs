@@ -17,7 +17,7 @@ internal static class IsolationLaunch
 
     private const string InitName = "jobworker-init";
 
-    private static readonly Lazy<string?> InitPathLazy = new(FindInit);
+    private static readonly Lazy<string?> InitPathLazy = new(() => ShimLaunch.FindNextToApp(InitName));
 
     /// <summary>The init executable, shipped next to the spawn library; null when missing.</summary>
     public static string? InitPath => InitPathLazy.Value;
@@ -51,13 +51,5 @@ internal static class IsolationLaunch
         result.AddRange(candidates);
         result.AddRange(argv);
         return result;
-    }
-
-    private static string? FindInit()
-    {
-        // The build copies it next to libjobworker_spawn.so in the app directory (like the library itself, which
-        // is found there too). Single-file apps extract native files there as well.
-        var path = Path.Combine(AppContext.BaseDirectory, InitName);
-        return File.Exists(path) ? Path.GetFullPath(path) : null;
     }
 }

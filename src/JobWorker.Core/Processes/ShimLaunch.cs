@@ -107,9 +107,11 @@ internal static class ShimLaunch
         return report;
     }
 
+    /// <summary>A native program shipped next to the spawn library (jobworker-shim, jobworker-init), or null.</summary>
     internal static string? FindNextToApp(string name)
     {
-        // The build copies it next to libjobworker_spawn.so in the app directory (like the library itself).
+        // The build copies it next to libjobworker_spawn.so in the app directory (like the library itself, which is
+        // found there too). Single-file apps extract native files there as well.
         var path = Path.Combine(AppContext.BaseDirectory, name);
         return File.Exists(path) ? Path.GetFullPath(path) : null;
     }

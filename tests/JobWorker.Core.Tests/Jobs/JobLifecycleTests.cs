@@ -285,7 +285,7 @@ public sealed class JobLifecycleTests
     }
 
     [Fact(Timeout = 30_000)]
-    public async Task Create_LogDirectory_CreatedPrivate()
+    public async Task Create_StateDirectory_CreatedPrivate()
     {
         await using var t = TestRunner.Create();
         var job = t.Start("exit", "0");
