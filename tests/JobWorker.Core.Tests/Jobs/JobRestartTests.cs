@@ -147,6 +147,26 @@ public sealed class JobRestartTests
     }
 
     [Fact(Timeout = 60_000)]
+    public async Task Restart_EndedJobWhoseGroupsWereLeft_GroupsRemovedStatusKept()
+    {
+        // A server that recorded a job's end and stopped before removing its groups: the job's groups are its own
+        // to remove at the next start (this test creates them again under its own cgroup root to stand for that).
+        await using var t = TestRunner.Create();
+        var job = t.Start("exit", "6");
+        var final = await job.Completion.WaitAsync(Ct);
+        await t.Runner.DisposeAsync();
+        var group = Path.Combine(t.Runner.CgroupRoot, job.Id.ToString("N"));
+        Directory.CreateDirectory(Path.Combine(group, "job"));
+        Directory.CreateDirectory(Path.Combine(group, "shim"));
+
+        await t.RestartAsync();
+
+        Assert.False(Directory.Exists(group));
+        Assert.True(t.Runner.TryGetJob(job.Id, out var again));
+        Assert.Equal(final, again.Status);
+    }
+
+    [Fact(Timeout = 60_000)]
     public async Task Supervisor_KilledWhileJobRuns_JobReportedKilledAndNothingRemains()
     {
         await using var t = TestRunner.Create();
