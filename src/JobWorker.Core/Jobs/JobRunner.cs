@@ -56,6 +56,9 @@ public sealed class JobRunner : IAsyncDisposable
     /// <summary>The cgroup directory job groups are created in.</summary>
     public string CgroupRoot => _tree.Root;
 
+    /// <summary>Whether <see cref="DisposeAsync"/> has been called (the runner detached from its jobs).</summary>
+    internal bool IsDisposed => Volatile.Read(ref _disposed) != 0;
+
     internal EventLoop Loop { get; }
 
     internal CgroupEventsWatcher CgroupWatcher { get; }
@@ -571,6 +574,7 @@ public sealed class JobRunner : IAsyncDisposable
     /// <summary>Stops every running job within its grace (or <paramref name="grace"/>) and waits until all have ended.</summary>
     public async Task StopAllAsync(TimeSpan? grace = null, CancellationToken cancellationToken = default)
     {
+        ObjectDisposedException.ThrowIf(Volatile.Read(ref _disposed) != 0, this);
         var stops = _jobs.Values.Where(j => !j.HasEnded).Select(j => j.StopAsync(grace, cancellationToken)).ToArray();
         try
         {

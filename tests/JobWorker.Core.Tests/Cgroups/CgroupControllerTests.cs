@@ -142,10 +142,7 @@ public sealed class CgroupControllerTests
         RequireControllers(t, "memory");
         var job = t.Runner.Start(new JobSpec(TestRunner.TestProcess, ["sleep", "0.5", "alloc", "300", "exit", "0"]) { Limits = new() { MemoryBytes = 64 << 20 } });
         await t.Runner.DisposeAsync();
-        for (var i = 0; i < 500 && TestRunner.ProcessExists(job.Pid); i++)
-        {
-            await Task.Delay(20, Ct);
-        }
+        await t.WaitForSupervisorEndAsync(job.Id, Ct);
 
         var restartedAt = DateTimeOffset.UtcNow;
         await t.RestartAsync();

@@ -1,5 +1,6 @@
 using System.Text;
 using JobWorker.Core.Jobs;
+using JobWorker.Core.State;
 
 namespace JobWorker.Core.Tests.Infrastructure;
 
@@ -113,6 +114,29 @@ internal sealed class TestRunner : IAsyncDisposable
         }
     }
 
+    /// <summary>
+    /// Waits until the job's supervisor has recorded how the job ended (the end record of <c>shim.status</c>), for
+    /// tests that let a job end while no runner runs. The main process's pid disappearing is not enough: it is gone
+    /// (a zombie) before the supervisor reaps it and takes the end time.
+    /// </summary>
+    public async Task<ShimStatus> WaitForSupervisorEndAsync(Guid id, CancellationToken cancellationToken)
+    {
+        var path = Path.Combine(JobDirectory(id), "shim.status");
+        using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+        timeout.CancelAfter(TimeSpan.FromSeconds(20));
+        while (true)
+        {
+            // The supervisor reports the start to the runner before it writes its first record.
+            var status = File.Exists(path) ? ShimStatus.Parse(File.ReadAllText(path), path) : null;
+            if (status?.HasEnded == true)
+            {
+                return status;
+            }
+
+            await Task.Delay(20, timeout.Token);
+        }
+    }
+
     /// <summary>Whether a process with <paramref name="pid"/> exists (zombies count as gone).</summary>
     public static bool ProcessExists(int pid)
     {
@@ -131,7 +155,7 @@ internal sealed class TestRunner : IAsyncDisposable
     public async ValueTask DisposeAsync()
     {
         var root = Runner.CgroupRoot;
-        if (!_detached)
+        if (!_detached && !Runner.IsDisposed)
         {
             await Runner.StopAllAsync();
         }

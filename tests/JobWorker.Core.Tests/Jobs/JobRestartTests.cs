@@ -58,7 +58,7 @@ public sealed class JobRestartTests
         await using var t = TestRunner.Create();
         var job = t.Start("echo", "bye", "sleep", "0.3", "exit", "9");
         await t.Runner.DisposeAsync();
-        await WaitUntilGoneAsync(job.Pid);
+        await t.WaitForSupervisorEndAsync(job.Id, Ct);
         var endedBefore = DateTimeOffset.UtcNow;
         await Task.Delay(300, Ct);
 
@@ -81,7 +81,7 @@ public sealed class JobRestartTests
         var job = t.Start("sleep", "30");
         await t.Runner.DisposeAsync();
         Assert.Equal(0, Interop.Sys.Kill(job.Pid, 10)); // SIGUSR1: the test started this job
-        await WaitUntilGoneAsync(job.Pid);
+        await t.WaitForSupervisorEndAsync(job.Id, Ct);
 
         await t.RestartAsync();
 
@@ -255,16 +255,6 @@ public sealed class JobRestartTests
         }
 
         return buffer.ToArray();
-    }
-
-    private static async Task WaitUntilGoneAsync(int pid)
-    {
-        for (var i = 0; i < 500 && TestRunner.ProcessExists(pid); i++)
-        {
-            await Task.Delay(20, Ct);
-        }
-
-        Assert.False(TestRunner.ProcessExists(pid));
     }
 
     private static string Sha256(byte[] data) => Convert.ToHexString(SHA256.HashData(data));
