@@ -22,6 +22,9 @@
  * fds: 0 the job's environment (jw_env_fd: a sealed memfd), read once and replaced by /dev/null; 1 the
  *   report pipe to the server: one struct jw_shim_report once the job has exec'd (or the step that failed),
  *   then it is closed; 2 /dev/null or the same pipe.
+ * "jobworker-shim pool" is the same shim started ahead of its job, so that a start does not wait for an exec:
+ *   it reads the command line above (from argv[0]) and then the environment from stdin, as NUL-terminated
+ *   strings, until EOF (see read_launch); an empty stdin (the server closed its pool, or died) ends it quietly.
  * The shim's own environment is empty, so nothing a job chooses (GLIBC_TUNABLES, LD_*) reaches this root
  * process; nor is the job's environment in its argv, which /proc/<pid>/cmdline shows every user.
  *
@@ -334,11 +337,85 @@ static void kill_group(int cgroup_fd)
     }
 }
 
+/* Larger than any command line plus environment execve accepts: a message this big is not a launch. */
+#define MESSAGE_MAX (128 << 20)
+
+/*
+ * A pre-started shim ("jobworker-shim pool") waits for its job: the server moves it into the job's shim cgroup,
+ * then writes the launch to its stdin and closes it. The launch is NUL-terminated strings: the command line a
+ * directly started shim gets (from argv[0]), then the job's environment. EOF before any byte means the server
+ * closed the pool (or died): exit quietly. Returns the number of command-line strings, sets *strings (NULL-
+ * terminated after the environment) and *envp (the environment's first string), or exits through fail().
+ */
+static int read_launch(char ***strings, char ***envp)
+{
+    size_t size = 0, room = 64 * 1024;
+    char *block = malloc(room);
+    for (;;) {
+        if (block == NULL) {
+            fail(JW_STEP_ARGS, ENOMEM);
+        }
+        ssize_t n = read(STDIN_FILENO, block + size, room - size);
+        if (n < 0 && errno == EINTR) {
+            continue;
+        }
+        if (n < 0) {
+            fail(JW_STEP_ARGS, errno);
+        }
+        if (n == 0) {
+            break;
+        }
+        size += (size_t)n;
+        if (size == room) {
+            if (room >= MESSAGE_MAX) {
+                fail(JW_STEP_ARGS, E2BIG);
+            }
+            room *= 2;
+            block = realloc(block, room);
+        }
+    }
+    if (size == 0) {
+        _exit(0);
+    }
+    if (block[size - 1] != '\0') {
+        fail(JW_STEP_ARGS, EINVAL);
+    }
+    size_t count = 0;
+    for (size_t k = 0; k < size; k++) {
+        count += block[k] == '\0';
+    }
+    char **list = calloc(count + 1, sizeof *list);
+    if (list == NULL) {
+        fail(JW_STEP_ARGS, ENOMEM);
+    }
+    size_t k = 0;
+    for (size_t at = 0; at < size; at += strlen(block + at) + 1) {
+        list[k++] = block + at;
+    }
+    /* The command line is 16 fixed strings and two counted lists; the environment is the rest. */
+    int argc = 16;
+    for (int lists = 0; lists < 2; lists++) {
+        uint64_t n;
+        if ((size_t)argc >= count || parse_u64(list[argc], &n) < 0 || n > count - (size_t)argc - 1) {
+            fail(JW_STEP_ARGS, EINVAL);
+        }
+        argc += 1 + (int)n;
+    }
+    *strings = list;
+    *envp = list + argc;
+    return argc;
+}
+
 int main(int argc, char **argv)
 {
     static const int ignored[] = { SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGPIPE, SIGUSR1, SIGUSR2 };
     for (size_t k = 0; k < sizeof ignored / sizeof ignored[0]; k++) {
         signal(ignored[k], SIG_IGN);
+    }
+
+    char **job_envp = NULL;
+    if (argc == 2 && strcmp(argv[1], "pool") == 0) {
+        argc = read_launch(&argv, &job_envp);
     }
 
     uint64_t cap, eof_ms, spawn_flags, ns_flags, uid, gid, nofile_soft, nofile_hard, umask_bits;
@@ -359,10 +436,11 @@ int main(int argc, char **argv)
     if (job_argv == NULL || i != argc || exec_paths[0] == NULL || job_argv[0] == NULL) {
         fail(JW_STEP_ARGS, EINVAL);
     }
-    char **job_envp = NULL;
-    int env_count = jw_read_env(STDIN_FILENO, &job_envp);
-    if (env_count < 0) {
-        fail(JW_STEP_ENVIRONMENT, -env_count);
+    if (job_envp == NULL) {
+        int env_count = jw_read_env(STDIN_FILENO, &job_envp);
+        if (env_count < 0) {
+            fail(JW_STEP_ENVIRONMENT, -env_count);
+        }
     }
 
     int dir_fd = open(job_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);

@@ -125,9 +125,14 @@ public sealed class DurabilityTests
     public async Task Sigterm_Default_JobsKeepRunningAndTheNextServerReattaches()
     {
         await using var env = await BinaryEnvironment.CreateAsync();
+        // The job runs until the test creates this file, after the next server has re-attached to it.
+        var goDirectory = Path.Combine(env.Directory, "go");
+        Directory.CreateDirectory(goDirectory);
+        File.SetUnixFileMode(goDirectory, (UnixFileMode)0b111_101_101);
+        var go = Path.Combine(goDirectory, "now");
         var server = env.Start();
         var client = env.Client(await env.WaitForListeningAsync(server), TestServer.Alice);
-        var job = (await client.StartJobAsync(Shell("echo before; sleep 2; echo after; exit 5"), cancellationToken: Token)).Job;
+        var job = (await client.StartJobAsync(Shell($"echo before; while [ ! -e {go} ]; do sleep 0.05; done; echo after; exit 5"), cancellationToken: Token)).Job;
 
         Assert.Equal(0, Kill(server.Id, 15));
         await server.WaitForExitAsync(Token);
@@ -136,6 +141,8 @@ public sealed class DurabilityTests
 
         server = env.Start();
         client = env.Client(await env.WaitForListeningAsync(server), TestServer.Alice);
+        Assert.Equal(JobState.Running, (await GetAsync(client, job.JobId)).State);
+        await File.WriteAllTextAsync(go, "", Token);
         var output = await ReadAllAsync(client, job.JobId, 0);
         var status = await GetAsync(client, job.JobId);
 
@@ -145,6 +152,33 @@ public sealed class DurabilityTests
         Assert.Contains("Re-attached to job", env.Output, StringComparison.Ordinal);
         server.Kill();
         await server.WaitForExitAsync(Token);
+    }
+
+    [Fact(Timeout = 60_000)]
+    public async Task Kill9_SupervisorsStartedAheadExitWithTheServer()
+    {
+        await using var env = await BinaryEnvironment.CreateAsync();
+        var server = env.Start();
+        var client = env.Client(await env.WaitForListeningAsync(server), TestServer.Alice);
+        _ = (await client.StartJobAsync(Shell("exit 0"), cancellationToken: Token)).Job; // the pool is filled by now or soon
+        var idle = new List<int>();
+        for (var i = 0; i < 200 && idle.Count == 0; i++)
+        {
+            idle = [.. Children(server.Id).Where(pid => File.ReadAllText($"/proc/{pid}/cmdline") == "jobworker-shim\0pool\0")];
+            await Task.Delay(20, Token);
+        }
+
+        Assert.NotEmpty(idle);
+        server.Kill(); // SIGKILL
+        await server.WaitForExitAsync(Token);
+
+        // Their stdin closed with the server: they exit (a zombie until their new parent reaps them counts as gone).
+        for (var i = 0; i < 250 && idle.Any(IsLiveSupervisor); i++)
+        {
+            await Task.Delay(20, Token);
+        }
+
+        Assert.DoesNotContain(idle, IsLiveSupervisor);
     }
 
     [Fact(Timeout = 120_000)]
@@ -427,6 +461,24 @@ public sealed class DurabilityTests
         using var kill = Process.Start("kill", [$"-{signal}", pid.ToString(CultureInfo.InvariantCulture)]);
         kill.WaitForExit();
         return kill.ExitCode;
+    }
+
+    private static IEnumerable<int> Children(int pid)
+        => Directory.EnumerateDirectories($"/proc/{pid}/task")
+            .SelectMany(task => File.ReadAllText(Path.Combine(task, "children")).Split(' ', StringSplitOptions.RemoveEmptyEntries))
+            .Select(child => int.Parse(child, System.Globalization.CultureInfo.InvariantCulture));
+
+    private static bool IsLiveSupervisor(int pid)
+    {
+        try
+        {
+            var stat = File.ReadAllText($"/proc/{pid}/stat");
+            return stat.Contains("(jobworker-shim)", StringComparison.Ordinal) && stat[(stat.LastIndexOf(')') + 2)..][0] != 'Z';
+        }
+        catch (IOException)
+        {
+            return false;
+        }
     }
 
     private static string Sha256(byte[] data) => Convert.ToHexString(SHA256.HashData(data));

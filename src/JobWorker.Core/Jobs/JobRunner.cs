@@ -27,6 +27,7 @@ public sealed class JobRunner : IAsyncDisposable
     private readonly ConcurrentDictionary<Guid, Job> _jobs = new();
     private readonly CgroupTree _tree;
     private readonly ProcessSpawner _spawner;
+    private SupervisorPool? _supervisors;
     private readonly SafeFileHandle _devNull;
     private readonly ILogger _logger;
     private int _disposed;
@@ -58,6 +59,12 @@ public sealed class JobRunner : IAsyncDisposable
 
     /// <summary>Whether <see cref="DisposeAsync"/> has been called (the runner detached from its jobs).</summary>
     internal bool IsDisposed => Volatile.Read(ref _disposed) != 0;
+
+    /// <summary>How many supervisors are started ahead of their jobs now (see <see cref="SupervisorPool"/>).</summary>
+    internal int IdleSupervisors => _supervisors?.IdleCount ?? 0;
+
+    /// <summary>The pids of the supervisors started ahead (for tests).</summary>
+    internal int[] IdleSupervisorPids() => _supervisors?.IdlePids() ?? [];
 
     internal EventLoop Loop { get; }
 
@@ -91,6 +98,11 @@ public sealed class JobRunner : IAsyncDisposable
             store = FileJobStore.Open(options.StateDirectory);
             var runner = new JobRunner(options, startState, tree, store);
             runner.Recover();
+            if (options.SupervisorPoolSize > 0 && ShimLaunch.ShimPath is { } shimPath)
+            {
+                runner._supervisors = new SupervisorPool(runner._spawner, shimPath, options.SupervisorPoolSize);
+            }
+
             return runner;
         }
         catch
@@ -275,32 +287,43 @@ public sealed class JobRunner : IAsyncDisposable
             }
 
             // The supervisor runs the request; we run the supervisor: root, in its own group and session, with no
-            // death signal (it must outlive us), and an empty environment; the job's arrives on its stdin.
-            (reportRead, reportWrite) = Interop.Io.CreatePipe();
-            SpawnResult result;
-            using (var shimCgroup = OpenCgroup(group.Shim))
-            using (var jobEnvironment = ShimLaunch.EnvironmentFile(request.Environment))
+            // death signal (it must outlive us), and an empty environment; the job's arrives on its stdin. One
+            // started ahead (the pool) saves the start its exec; without one, it is started now.
+            var shimArgv = ShimLaunch.Argv(request, Store.JobDirectory(id), group.Job.Path, Options.LogSizeLimitBytes, Options.OutputEofTimeout);
+            if (_supervisors?.TryLaunch(group.Shim.Path, shimArgv, request.Environment) is { } pooled)
             {
-                result = _spawner.Spawn(new SpawnRequest
+                shimPidfd = pooled.Pidfd;
+                reportRead = pooled.Report;
+            }
+            else
+            {
+                (reportRead, reportWrite) = Interop.Io.CreatePipe();
+                SpawnResult result;
+                using (var shimCgroup = OpenCgroup(group.Shim))
+                using (var jobEnvironment = ShimLaunch.EnvironmentFile(request.Environment))
                 {
-                    ExecPaths = [shimPath],
-                    Argv = ShimLaunch.Argv(request, Store.JobDirectory(id), group.Job.Path, Options.LogSizeLimitBytes, Options.OutputEofTimeout),
-                    Environment = [],
-                    Stdin = jobEnvironment,
-                    Output = reportWrite,
-                    Cgroup = shimCgroup,
-                    ParentDeathSignal = 0,
-                });
+                    result = _spawner.Spawn(new SpawnRequest
+                    {
+                        ExecPaths = [shimPath],
+                        Argv = shimArgv,
+                        Environment = [],
+                        Stdin = jobEnvironment,
+                        Output = reportWrite,
+                        Cgroup = shimCgroup,
+                        ParentDeathSignal = 0,
+                    });
+                }
+
+                // Only the supervisor may hold the write end, or a supervisor that dies early would never read as EOF.
+                reportWrite.Dispose();
+                if (!result.Succeeded)
+                {
+                    throw new JobStartException(JobStartFailure.SpawnFailed, $"Cannot start the job's supervisor ({shimPath}): {Interop.Describe(result.Errno)} at step {result.FailedStep}.", result.Errno);
+                }
+
+                shimPidfd = result.Pidfd!;
             }
 
-            // Only the supervisor may hold the write end, or a supervisor that dies early would never read as EOF.
-            reportWrite.Dispose();
-            if (!result.Succeeded)
-            {
-                throw new JobStartException(JobStartFailure.SpawnFailed, $"Cannot start the job's supervisor ({shimPath}): {Interop.Describe(result.Errno)} at step {result.FailedStep}.", result.Errno);
-            }
-
-            shimPidfd = result.Pidfd!;
             var report = ShimLaunch.ReadReport(reportRead);
             if (report.Step != 0)
             {
@@ -606,6 +629,7 @@ public sealed class JobRunner : IAsyncDisposable
             job.Detach();
         }
 
+        _supervisors?.Dispose();
         _spawner.Dispose();
         _devNull.Dispose();
         _tree.Dispose();

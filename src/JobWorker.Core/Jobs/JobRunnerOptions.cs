@@ -48,4 +48,10 @@ public sealed record JobRunnerOptions
     /// Then the supervisor stops reading, and the job ends anyway. Default 10 s; tests shorten it.
     /// </summary>
     internal TimeSpan OutputEofTimeout { get; init; } = TimeSpan.FromSeconds(10);
+
+    /// <summary>
+    /// How many job supervisors are kept started ahead of their jobs (0: start each with its job). One is enough
+    /// for starts one after another; a burst beyond the pool starts the rest directly. Default 2.
+    /// </summary>
+    internal int SupervisorPoolSize { get; init; } = 2;
 }

@@ -12,7 +12,7 @@ namespace JobWorker.Core.Processes;
 /// </summary>
 internal static class ShimLaunch
 {
-    private const string ShimName = "jobworker-shim";
+    internal const string ShimName = "jobworker-shim";
 
     private static readonly Lazy<string?> ShimPathLazy = new(() => FindNextToApp(ShimName));
 

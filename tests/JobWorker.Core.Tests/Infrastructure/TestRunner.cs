@@ -137,6 +137,17 @@ internal sealed class TestRunner : IAsyncDisposable
         }
     }
 
+    /// <summary>Waits until the runner's supervisors started ahead are all there (the pool refills in the background).</summary>
+    public async Task WaitForSupervisorPoolAsync(CancellationToken cancellationToken)
+    {
+        for (var i = 0; i < 1000 && Runner.IdleSupervisors < Runner.Options.SupervisorPoolSize; i++)
+        {
+            await Task.Delay(10, cancellationToken);
+        }
+
+        Assert.Equal(Runner.Options.SupervisorPoolSize, Runner.IdleSupervisors);
+    }
+
     /// <summary>Whether a process with <paramref name="pid"/> exists (zombies count as gone).</summary>
     public static bool ProcessExists(int pid)
     {

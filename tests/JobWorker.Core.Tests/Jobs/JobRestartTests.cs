@@ -201,11 +201,18 @@ public sealed class JobRestartTests
         Assert.Equal(JobState.Running, job.Status.State);
     }
 
-    [Fact(Timeout = 30_000)]
-    public async Task Supervisor_CommandLineAndEnvironment_HoldNothingOfTheJob()
+    [Theory(Timeout = 30_000)]
+    [InlineData(true)]
+    [InlineData(false)]
+    public async Task Supervisor_CommandLineAndEnvironment_HoldNothingOfTheJob(bool startedAhead)
     {
         // /proc/<pid>/cmdline of a root process is readable by every user: the job's environment must not be there.
-        await using var t = TestRunner.Create();
+        await using var t = TestRunner.Create(o => o with { SupervisorPoolSize = startedAhead ? 1 : 0 });
+        if (startedAhead)
+        {
+            await t.WaitForSupervisorPoolAsync(Ct);
+        }
+
         const string Secret = "s3cr3t-token-value";
         var job = t.Runner.Start(new JobSpec(TestRunner.TestProcess, ["echo", "ready", "sleep", "60"]) { Environment = new Dictionary<string, string> { ["API_TOKEN"] = Secret } });
         await t.WaitForOutputAsync(job, "ready", Ct);
@@ -214,7 +221,7 @@ public sealed class JobRestartTests
         var cmdline = File.ReadAllText($"/proc/{shim}/cmdline");
         var environ = File.ReadAllText($"/proc/{shim}/environ");
 
-        Assert.StartsWith("jobworker-shim\0", cmdline, StringComparison.Ordinal);
+        Assert.StartsWith(startedAhead ? "jobworker-shim\0pool\0" : "jobworker-shim\02\0", cmdline, StringComparison.Ordinal);
         Assert.DoesNotContain(Secret, cmdline, StringComparison.Ordinal);
         Assert.DoesNotContain("API_TOKEN", cmdline, StringComparison.Ordinal);
         Assert.Equal(string.Empty, environ);
