@@ -43,7 +43,7 @@ var mount = CgroupMount.FindMountPoint() ?? throw new InvalidOperationException(
 var suffix = Guid.NewGuid().ToString("N")[..8];
 var spawnGroup = JobCgroup.Create(Path.Combine(mount, "jobworker-bench-" + suffix));
 var logs = Path.Combine(Path.GetTempPath(), "jobworker-bench-logs-" + suffix);
-var runner = JobRunner.Create(new JobRunnerOptions { CgroupRoot = Path.Combine(mount, "jobworker-bench-runner-" + suffix), StateDirectory = logs });
+var runner = JobRunner.Create(new JobRunnerOptions { CgroupRoot = Path.Combine(mount, "jobworker-bench-runner-" + suffix), StateDirectory = logs, Identity = new() { Mode = JobIdentityMode.SharedAccount } });
 using var spawner = new ProcessSpawner();
 using var devNull = File.OpenHandle("/dev/null");
 using var cgroupFd = spawnGroup.OpenDirectory();

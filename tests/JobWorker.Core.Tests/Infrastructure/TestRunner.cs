@@ -27,6 +27,12 @@ internal sealed class TestRunner : IAsyncDisposable
     /// <summary>The tests' dummy job (tests/JobWorker.TestProcess), built next to the tests.</summary>
     public static string TestProcess { get; } = LocateTestProcess();
 
+    /// <summary>
+    /// Every job as nobody: the tests of everything but identities start jobs without an owner. The identity tests
+    /// (<c>IdentityTests</c>) choose <see cref="JobIdentityMode.PerOwner"/> with their own directory and id range.
+    /// </summary>
+    public static JobIdentityOptions SharedAccount { get; } = new() { Mode = JobIdentityMode.SharedAccount };
+
     public static string CgroupMount { get; } = JobWorker.Core.Cgroups.CgroupMount.FindMountPoint() ?? throw new InvalidOperationException("no cgroup2 mount");
 
     public static TestRunner Create(Func<JobRunnerOptions, JobRunnerOptions>? configure = null)
@@ -37,6 +43,7 @@ internal sealed class TestRunner : IAsyncDisposable
         {
             CgroupRoot = Path.Combine(CgroupMount, "jobworker-test-" + suffix),
             StateDirectory = logs,
+            Identity = SharedAccount,
             DefaultStopGrace = TimeSpan.FromSeconds(2),
         };
         options = configure?.Invoke(options) ?? options;
