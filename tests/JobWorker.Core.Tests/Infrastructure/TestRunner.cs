@@ -62,6 +62,43 @@ internal sealed class TestRunner : IAsyncDisposable
         }
     }
 
+    /// <summary>The prefix of the owners' directory roots of <see cref="CreatePerOwner"/>, removed on dispose.</summary>
+    private const string UserDirectoryPrefix = "/var/tmp/jobworker-test-users-";
+
+    /// <summary>
+    /// A runner with <see cref="JobIdentityMode.PerOwner"/> identities: <paramref name="ids"/> ids from a random place in
+    /// systemd's dynamic range (so parallel tests rarely share one), and owners' directories under /var/tmp (outside
+    /// /tmp, which mount-isolated jobs do not see), removed on dispose.
+    /// </summary>
+    public static TestRunner CreatePerOwner(uint ids = 16, Func<JobIdentityOptions, JobIdentityOptions>? identity = null, Func<JobRunnerOptions, JobRunnerOptions>? configure = null)
+    {
+        var first = JobIdentityOptions.DefaultFirstId + (uint)Random.Shared.Next(0, (int)(JobIdentityOptions.DefaultLastId - JobIdentityOptions.DefaultFirstId - ids));
+        var options = new JobIdentityOptions
+        {
+            FirstId = first,
+            LastId = first + ids - 1,
+            UserDirectoryRoot = UserDirectoryPrefix + Guid.NewGuid().ToString("N")[..12],
+        };
+        options = identity?.Invoke(options) ?? options;
+        try
+        {
+            return Create(o => configure?.Invoke(o with { Identity = options }) ?? o with { Identity = options });
+        }
+        catch
+        {
+            DeleteUserDirectories(options);
+            throw;
+        }
+    }
+
+    private static void DeleteUserDirectories(JobIdentityOptions options)
+    {
+        if (options.Mode == JobIdentityMode.PerOwner && options.UserDirectoryRoot.StartsWith(UserDirectoryPrefix, StringComparison.Ordinal) && Directory.Exists(options.UserDirectoryRoot))
+        {
+            Directory.Delete(options.UserDirectoryRoot, recursive: true);
+        }
+    }
+
     public Job Start(params string[] args) => Runner.Start(new JobSpec(TestProcess, args));
 
     /// <summary>The job's log file.</summary>
@@ -185,6 +222,8 @@ internal sealed class TestRunner : IAsyncDisposable
         {
             Directory.Delete(StateDirectory, recursive: true);
         }
+
+        DeleteUserDirectories(Runner.Options.Identity);
 
         // A test must not leave its subtree behind: if the runner failed to, fail loudly here.
         if (left.Length > 0 || Directory.Exists(root))
