@@ -8,14 +8,17 @@ namespace JobWorker.Core.State;
 /// Every change rewrites the file whole (a temporary file, fsync, rename, fsync of the directory) before the id is
 /// used, so an id a job ran under is never handed to another owner after a crash or power loss.
 /// </summary>
-/// <remarks>Not thread-safe: the caller serializes allocations. The state directory's lock keeps other servers out.</remarks>
+/// <remarks>
+/// <see cref="Add"/> calls must be serialized by the caller; <see cref="Ids"/> may be read at any time (each change
+/// publishes a new dictionary). The state directory's lock keeps other servers out.
+/// </remarks>
 internal sealed class OwnerIdStore
 {
     internal const string FileName = "owners.json";
     private const int Version = 1;
 
     private readonly string _directory;
-    private readonly Dictionary<string, uint> _ids;
+    private volatile Dictionary<string, uint> _ids;
 
     private OwnerIdStore(string directory, Dictionary<string, uint> ids)
     {
@@ -25,7 +28,7 @@ internal sealed class OwnerIdStore
 
     public string Path => System.IO.Path.Combine(_directory, FileName);
 
-    /// <summary>Every allocation, owner → id.</summary>
+    /// <summary>Every allocation, owner → id: a snapshot that never changes.</summary>
     public IReadOnlyDictionary<string, uint> Ids => _ids;
 
     /// <summary>Reads the allocations of a state directory (none when the file does not exist).</summary>
@@ -65,7 +68,7 @@ internal sealed class OwnerIdStore
         }
 
         FileJobStore.WriteAtomically(_directory, FileName, buffer.WrittenSpan, flush: true);
-        _ids[owner] = id;
+        _ids = next;
     }
 
     private static Dictionary<string, uint> Parse(byte[] json, string path)
