@@ -32,6 +32,7 @@ internal static class DrainBenchmark
                 CgroupRoot = Path.Combine(mount, "jobworker-bench-" + Guid.NewGuid().ToString("N")[..8]),
                 StateDirectory = Path.Combine(work, "logs"),
                 LogSizeLimitBytes = bytes * 2,
+                Identity = new() { Mode = JobIdentityMode.SharedAccount },
             });
             string dd = $"dd if=/dev/zero bs=1M count={options.Mib} status=none";
             for (int round = 0; round < options.Rounds; round++)

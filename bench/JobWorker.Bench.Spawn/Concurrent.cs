@@ -18,7 +18,7 @@ internal static class Concurrent
         var mount = CgroupMount.FindMountPoint() ?? throw new InvalidOperationException("no cgroup2 mount");
         var suffix = Guid.NewGuid().ToString("N")[..8];
         var logs = Path.Combine(Path.GetTempPath(), "jobworker-bench-logs-" + suffix);
-        var runner = JobRunner.Create(new JobRunnerOptions { CgroupRoot = Path.Combine(mount, "jobworker-bench-runner-" + suffix), StateDirectory = logs });
+        var runner = JobRunner.Create(new JobRunnerOptions { CgroupRoot = Path.Combine(mount, "jobworker-bench-runner-" + suffix), StateDirectory = logs, Identity = new() { Mode = JobIdentityMode.SharedAccount } });
         try
         {
             // Warm up JIT and the thread pool with a few jobs, then measure from a settled state.

@@ -43,7 +43,17 @@ var mount = CgroupMount.FindMountPoint() ?? throw new InvalidOperationException(
 var suffix = Guid.NewGuid().ToString("N")[..8];
 var spawnGroup = JobCgroup.Create(Path.Combine(mount, "jobworker-bench-" + suffix));
 var logs = Path.Combine(Path.GetTempPath(), "jobworker-bench-logs-" + suffix);
-var runner = JobRunner.Create(new JobRunnerOptions { CgroupRoot = Path.Combine(mount, "jobworker-bench-runner-" + suffix), StateDirectory = logs });
+var runner = JobRunner.Create(new JobRunnerOptions { CgroupRoot = Path.Combine(mount, "jobworker-bench-runner-" + suffix), StateDirectory = logs, Identity = new() { Mode = JobIdentityMode.SharedAccount } });
+// The same runner with a uid of each owner's own (two owners, alternating), directories under /var/tmp.
+var ownerLogs = Path.Combine(Path.GetTempPath(), "jobworker-bench-owner-logs-" + suffix);
+var ownerDirectories = Path.Combine("/var/tmp", "jobworker-bench-users-" + suffix);
+var ownerRunner = JobRunner.Create(new JobRunnerOptions
+{
+    CgroupRoot = Path.Combine(mount, "jobworker-bench-owner-" + suffix),
+    StateDirectory = ownerLogs,
+    Identity = new() { UserDirectoryRoot = ownerDirectories },
+});
+var ownerTurn = 0;
 using var spawner = new ProcessSpawner();
 using var devNull = File.OpenHandle("/dev/null");
 using var cgroupFd = spawnGroup.OpenDirectory();
@@ -60,6 +70,7 @@ var mechanisms = new List<Mechanism>
     new("library: clone3 + cgroup + uid/gid, fallback path (no clone3)", () => Library(cgroupFd, (nobody.Uid, nobody.Gid), fallback: true)),
     new("Process.Start (stdout redirected)", ProcessStart),
     new("JobRunner.Start (full job: cgroup, pipe, log, epoll)", () => RunnerJob(JobIsolation.None)),
+    new("JobRunner.Start, per-owner uid (2 owners)", () => RunnerJob(JobIsolation.None, perOwner: true)),
 };
 if (isolationMode)
 {
@@ -120,7 +131,10 @@ try
 finally
 {
     await runner.DisposeAsync();
+    await ownerRunner.DisposeAsync();
     Directory.Delete(logs, recursive: true);
+    Directory.Delete(ownerLogs, recursive: true);
+    Directory.Delete(ownerDirectories, recursive: true);
     cgroupFd.Dispose();
     spawnGroup.TryRemove();
 }
@@ -211,14 +225,16 @@ static string Ms(double ns) => (ns / 1e6).ToString("0.000 ms", CultureInfo.Invar
     return (long.Parse(line!, CultureInfo.InvariantCulture) - t0, t1 - t0);
 }
 
-(long Main, long Exit) RunnerJob(JobIsolation isolation)
+(long Main, long Exit) RunnerJob(JobIsolation isolation, bool perOwner = false)
 {
+    var which = perOwner ? ownerRunner : runner;
+    var owner = perOwner ? (ownerTurn++ % 2 == 0 ? "alice" : "bob") : null;
     var t0 = Baseline.Now();
-    var job = runner.Start(new JobSpec(target) { Isolation = isolation });
+    var job = which.Start(new JobSpec(target) { Isolation = isolation, Owner = owner });
     job.Completion.GetAwaiter().GetResult();
     var t1 = Baseline.Now();
-    var main = long.Parse(File.ReadAllText(Path.Combine(logs, "jobs", job.Id.ToString("N"), "output.log")), CultureInfo.InvariantCulture);
-    runner.Remove(job);
+    var main = long.Parse(File.ReadAllText(Path.Combine(which.Options.StateDirectory, "jobs", job.Id.ToString("N"), "output.log")), CultureInfo.InvariantCulture);
+    which.Remove(job);
     return (main - t0, t1 - t0);
 }
 

@@ -49,6 +49,9 @@ await using var runner = JobRunner.Create(new JobRunnerOptions
 {
     StateDirectory = stateDirectory,
     CgroupRoot = Path.Combine(cgroupMount, $"jobworker-example-{Environment.ProcessId}"),
+    // One user, so one account: the job runs as nobody. A program serving several users leaves the default,
+    // a uid of each owner's own (JobSpec.Owner), so their jobs cannot touch each other (docs/design-identity.md).
+    Identity = new JobIdentityOptions { Mode = JobIdentityMode.SharedAccount },
 });
 Job job;
 try

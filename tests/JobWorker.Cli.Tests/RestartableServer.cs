@@ -49,6 +49,9 @@ internal sealed partial class RestartableServer : IAsyncDisposable
 
     public string StateDirectory { get; }
 
+    /// <summary>Where the server creates each user's private directory (outside /tmp, which isolated jobs do not see).</summary>
+    public string UserDirectoryRoot { get; } = Path.Combine("/var/tmp", "jobworker-clitest-users-" + Guid.NewGuid().ToString("N")[..12]);
+
     public Uri Address { get; }
 
     /// <summary>Environment variables for the server's next start (e.g. a log level).</summary>
@@ -99,6 +102,7 @@ internal sealed partial class RestartableServer : IAsyncDisposable
             "--key", Pki.ServerKey,
             "--cgroup-root", CgroupRoot,
             "--state-dir", StateDirectory,
+            "--user-dir-root", UserDirectoryRoot,
             "--grace", "00:00:01",
         })
         {
@@ -185,6 +189,10 @@ internal sealed partial class RestartableServer : IAsyncDisposable
             }
 
             _directory.Dispose();
+            if (System.IO.Directory.Exists(UserDirectoryRoot))
+            {
+                System.IO.Directory.Delete(UserDirectoryRoot, recursive: true);
+            }
         }
     }
 

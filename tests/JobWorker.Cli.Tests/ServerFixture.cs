@@ -30,6 +30,9 @@ public sealed class ServerFixture : IAsyncLifetime
 
     public string CgroupRoot { get; private set; } = null!;
 
+    /// <summary>Where the server creates each user's private directory (outside /tmp, which isolated jobs do not see).</summary>
+    public string UserDirectoryRoot { get; } = Path.Combine("/var/tmp", "jobworker-clitest-users-" + Guid.NewGuid().ToString("N")[..12]);
+
     /// <summary>The tests' dummy job (tests/JobWorker.TestProcess), built next to the tests.</summary>
     public static string TestProcess { get; } = Path.Combine(AppContext.BaseDirectory, "jobworker-testprocess");
 
@@ -56,6 +59,7 @@ public sealed class ServerFixture : IAsyncLifetime
             ["JobWorker:StateDirectory"] = Path.Combine(Directory, "logs"),
             ["JobWorker:DefaultStopGrace"] = "00:00:02",
             ["JobWorker:StopJobsOnShutdown"] = "true",
+            ["JobWorker:Identity:UserDirectoryRoot"] = UserDirectoryRoot,
             ["Logging:LogLevel:Default"] = "Warning",
         };
         _app = ServerApp.Build([], builder =>
@@ -101,6 +105,10 @@ public sealed class ServerFixture : IAsyncLifetime
         finally
         {
             _directory.Dispose();
+            if (System.IO.Directory.Exists(UserDirectoryRoot))
+            {
+                System.IO.Directory.Delete(UserDirectoryRoot, recursive: true);
+            }
         }
 
         // The runner removes its subtree; a leftover is a leak to report.

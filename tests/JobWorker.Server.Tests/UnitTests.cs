@@ -178,6 +178,8 @@ public sealed class UnitTests
         Assert.Equal(StatusCode.FailedPrecondition, ErrorInterceptor.ToStatus(new CgroupControllerUnavailableException("memory", "no memory controller"), false).StatusCode);
         Assert.Equal(StatusCode.FailedPrecondition, ErrorInterceptor.ToStatus(new JobStartException(JobStartFailure.ExecutableNotFound, "not found"), false).StatusCode);
         Assert.Equal(StatusCode.ResourceExhausted, ErrorInterceptor.ToStatus(new JobStartException(JobStartFailure.SpawnFailed, "EAGAIN"), false).StatusCode);
+        var exhausted = ErrorInterceptor.ToStatus(new JobStartException(JobStartFailure.UserIdsExhausted, "No id is left for owner 'carol'"), false);
+        Assert.Equal((StatusCode.ResourceExhausted, "No id is left for owner 'carol'"), (exhausted.StatusCode, exhausted.Detail));
         Assert.Equal(StatusCode.Unauthenticated, ErrorInterceptor.ToStatus(new UnauthenticatedException("x"), false).StatusCode);
         Assert.Equal(StatusCode.Unavailable, ErrorInterceptor.ToStatus(new ServerShuttingDownException("x"), false).StatusCode);
         Assert.Equal(StatusCode.Cancelled, ErrorInterceptor.ToStatus(new OperationCanceledException(), true).StatusCode);

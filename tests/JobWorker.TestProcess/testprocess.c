@@ -35,6 +35,9 @@
  *   env NAME         print "NAME=value" or "NAME unset"
  *   cgroup           print "cgroup=PATH" (the cgroup v2 line of /proc/self/cgroup)
  *   close-output     close stdout and stderr (the job goes on without its output pipe)
+ *   probe PID        try what another user's job must not be able to do to process PID, in this order, and print
+ *                    "kill0=R environ=R fd1=R ptrace=R kill9=R", each R "ok" or the errno's name: kill(PID, 0),
+ *                    open+read /proc/PID/environ, open /proc/PID/fd/1, ptrace(PTRACE_SEIZE), kill(PID, SIGKILL)
  *   start-state      print what the process started with, one "key=value" line each: nofile=SOFT:HARD,
  *                    umask=OOOO (octal), oom_score_adj=N, nice=N, sched=POLICY, ioprio_class=C,
  *                    cpus=LIST (Cpus_allowed_list), keyring=SERIAL (the session keyring's, KEYCTL_GET_KEYRING_ID
@@ -53,6 +56,7 @@
 #include <dirent.h>
 #include <grp.h>
 #include <sched.h>
+#include <sys/ptrace.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -123,6 +127,55 @@ static double now(void)
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static const char *errno_name(int e)
+{
+    static char other[32];
+    switch (e) {
+    case 0:
+        return "ok";
+    case EPERM:
+        return "EPERM";
+    case EACCES:
+        return "EACCES";
+    case ESRCH:
+        return "ESRCH";
+    case ENOENT:
+        return "ENOENT";
+    default:
+        snprintf(other, sizeof other, "errno%d", e);
+        return other;
+    }
+}
+
+static int probe_open(const char *path, int read_it)
+{
+    int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+    if (fd < 0) {
+        return errno;
+    }
+    char buf[256];
+    int err = read_it && read(fd, buf, sizeof buf) < 0 ? errno : 0;
+    close(fd);
+    return err;
+}
+
+static void probe(pid_t pid)
+{
+    char path[64];
+    int kill0 = kill(pid, 0) < 0 ? errno : 0;
+    snprintf(path, sizeof path, "/proc/%d/environ", (int)pid);
+    int environ_err = probe_open(path, 1);
+    snprintf(path, sizeof path, "/proc/%d/fd/1", (int)pid);
+    int fd1 = probe_open(path, 0);
+    int traced = ptrace(PTRACE_SEIZE, pid, NULL, NULL) < 0 ? errno : 0;
+    int kill9 = kill(pid, SIGKILL) < 0 ? errno : 0;
+    say("kill0=%s ", errno_name(kill0));
+    say("environ=%s ", errno_name(environ_err));
+    say("fd1=%s ", errno_name(fd1));
+    say("ptrace=%s ", errno_name(traced));
+    say("kill9=%s\n", errno_name(kill9));
 }
 
 int main(int argc, char **argv)
@@ -386,6 +439,9 @@ int main(int argc, char **argv)
             long len = serial < 0 ? -1 : syscall(SYS_keyctl, 6 /* KEYCTL_DESCRIBE */, serial, buf, sizeof buf - 1);
             buf[len > 0 ? (len < (long)sizeof buf ? len : (long)sizeof buf - 1) : 0] = 0;
             say("keyring_desc=%s\n", buf);
+        } else if (strcmp(op, "probe") == 0) {
+            probe((pid_t)atoi(arg));
+            i++;
         } else if (strcmp(op, "close-output") == 0) {
             close(1);
             close(2);

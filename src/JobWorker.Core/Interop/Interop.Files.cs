@@ -34,6 +34,12 @@ internal static partial class Interop
         [LibraryImport(Libraries.Libc, EntryPoint = "rename", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
         internal static partial int Rename(string oldPath, string newPath);
 
+        [LibraryImport(Libraries.Libc, EntryPoint = "fchown", SetLastError = true)]
+        internal static partial int Fchown(SafeHandle fd, uint uid, uint gid);
+
+        [LibraryImport(Libraries.Libc, EntryPoint = "fchmod", SetLastError = true)]
+        internal static partial int Fchmod(SafeHandle fd, uint mode);
+
         [LibraryImport(Libraries.Libc, EntryPoint = "unlink", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
         internal static partial int Unlink(string path);
     }

@@ -15,6 +15,7 @@ internal static partial class Interop
         internal const int AT_SYMLINK_NOFOLLOW = 0x100;
         internal const int AT_EMPTY_PATH = 0x1000;
         internal const uint STATX_INO = 0x100;
+        internal const uint STATX_BASIC_STATS = 0x7ff;
 
         /// <summary>The part of <c>struct statx</c> (256 bytes, fixed layout on every architecture) we read.</summary>
         [StructLayout(LayoutKind.Explicit, Size = 256)]
@@ -22,6 +23,15 @@ internal static partial class Interop
         {
             [FieldOffset(0)]
             public uint Mask;
+
+            [FieldOffset(20)]
+            public uint Uid;
+
+            [FieldOffset(24)]
+            public uint Gid;
+
+            [FieldOffset(28)]
+            public ushort Mode;
 
             [FieldOffset(32)]
             public ulong Inode;

@@ -37,9 +37,12 @@ public sealed class JobRunner : IAsyncDisposable
 
     private readonly ProcessStartState _startState;
 
-    private JobRunner(JobRunnerOptions options, ProcessStartState startState, CgroupTree tree, IJobStore store)
+    private readonly OwnerIdentities? _identities;
+
+    private JobRunner(JobRunnerOptions options, ProcessStartState startState, CgroupTree tree, IJobStore store, OwnerIdentities? identities)
     {
         Options = options;
+        _identities = identities;
         _startState = startState;
         _tree = tree;
         Store = store;
@@ -96,7 +99,8 @@ public sealed class JobRunner : IAsyncDisposable
         try
         {
             store = FileJobStore.Open(options.StateDirectory);
-            var runner = new JobRunner(options, startState, tree, store);
+            var identities = options.Identity.Mode == JobIdentityMode.PerOwner ? OwnerIdentities.Open(options.Identity, store.Root) : null;
+            var runner = new JobRunner(options, startState, tree, store, identities);
             runner.Recover();
             if (options.SupervisorPoolSize > 0 && ShimLaunch.ShimPath is { } shimPath)
             {
@@ -125,7 +129,12 @@ public sealed class JobRunner : IAsyncDisposable
             throw new ArgumentException($"LogSizeLimitBytes must be positive, not {options.LogSizeLimitBytes}.", nameof(options));
         }
 
-        if (string.IsNullOrWhiteSpace(options.User) || string.IsNullOrWhiteSpace(options.Group))
+        if (options.Identity is null || !Enum.IsDefined(options.Identity.Mode))
+        {
+            throw new ArgumentException($"Identity must be set and its Mode be PerOwner or SharedAccount, not {options.Identity?.Mode.ToString() ?? "null"}.", nameof(options));
+        }
+
+        if (options.Identity.Mode == JobIdentityMode.SharedAccount && (string.IsNullOrWhiteSpace(options.User) || string.IsNullOrWhiteSpace(options.Group)))
         {
             throw new ArgumentException("User and Group must name a user and group (or numeric ids).", nameof(options));
         }
@@ -201,7 +210,8 @@ public sealed class JobRunner : IAsyncDisposable
     /// with it so that after a restart a retry can still be told from a reuse of the id; or null.</param>
     /// <exception cref="ArgumentException">The spec is invalid; the message names the field.</exception>
     /// <exception cref="CgroupControllerUnavailableException">A requested limit's controller is missing.</exception>
-    /// <exception cref="JobStartException">The program could not be started.</exception>
+    /// <exception cref="JobStartException">The program could not be started, or (per-owner identities) the owner has
+    /// no account: the id range is exhausted or its mapped account is gone.</exception>
     /// <exception cref="ObjectDisposedException">The runner is disposed.</exception>
     public Job Start(JobSpec spec, string? requestId = null, string? requestFingerprint = null)
     {
@@ -222,7 +232,8 @@ public sealed class JobRunner : IAsyncDisposable
         var shimPath = ShimLaunch.ShimPath
             ?? throw new JobStartException(JobStartFailure.SpawnFailed, $"Jobs need jobworker-shim next to the application ({AppContext.BaseDirectory}); it is built with JobWorker.Core. Rebuild the application.");
 
-        var account = ResolveAccount();
+        // Before the record: an owner without an id (the range is exhausted) leaves nothing behind.
+        var (account, ownerDirectory) = _identities is null ? (ResolveAccount(), null) : _identities.Resolve(spec);
         var environment = BuildEnvironment(spec, account);
         var path = environment.FirstOrDefault(e => e.StartsWith("PATH=", StringComparison.Ordinal))?[5..];
         var candidates = ExecutableSearch.Candidates(spec.Command, path);
@@ -266,7 +277,7 @@ public sealed class JobRunner : IAsyncDisposable
                 ExecPaths = candidates,
                 Argv = [spec.Command, .. spec.Arguments],
                 Environment = environment,
-                WorkingDirectory = spec.WorkingDirectory ?? "/",
+                WorkingDirectory = spec.WorkingDirectory ?? ownerDirectory ?? "/",
                 Stdin = _devNull,
                 Output = _devNull,
                 Credentials = (account.Uid, account.Gid),

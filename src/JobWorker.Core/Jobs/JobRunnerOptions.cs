@@ -24,10 +24,16 @@ public sealed record JobRunnerOptions
     /// <summary>Per-job log size cap in bytes; output past it is discarded and reported. Default 1 GiB.</summary>
     public long LogSizeLimitBytes { get; init; } = 1L << 30;
 
-    /// <summary>The user jobs run as: a name or a numeric id. Default <c>nobody</c>.</summary>
+    /// <summary>
+    /// Which account jobs run as: by default a uid of each owner's own (<see cref="JobIdentityMode.PerOwner"/>), or
+    /// <see cref="User"/>/<see cref="Group"/> for every job (<see cref="JobIdentityMode.SharedAccount"/>).
+    /// </summary>
+    public JobIdentityOptions Identity { get; init; } = new();
+
+    /// <summary>The user every job runs as with <see cref="JobIdentityMode.SharedAccount"/>: a name or a numeric id. Default <c>nobody</c>.</summary>
     public string User { get; init; } = "nobody";
 
-    /// <summary>The group jobs run as: a name or a numeric id. Default <c>nogroup</c>.</summary>
+    /// <summary>The group every job runs as with <see cref="JobIdentityMode.SharedAccount"/>: a name or a numeric id. Default <c>nogroup</c>.</summary>
     public string Group { get; init; } = "nogroup";
 
     /// <summary>Time between SIGTERM and SIGKILL when a stop gives none. Default 10 s.</summary>

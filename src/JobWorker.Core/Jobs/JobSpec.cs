@@ -17,7 +17,10 @@ public sealed record JobSpec(string Command, IReadOnlyList<string> Arguments)
     /// </summary>
     public IReadOnlyDictionary<string, string> Environment { get; init; } = new Dictionary<string, string>();
 
-    /// <summary>The working directory, or <see langword="null"/> for <c>/</c>.</summary>
+    /// <summary>
+    /// The working directory, or <see langword="null"/> for the owner's private directory
+    /// (<see cref="JobIdentityMode.PerOwner"/>) or <c>/</c> (<see cref="JobIdentityMode.SharedAccount"/>).
+    /// </summary>
     public string? WorkingDirectory { get; init; }
 
     /// <summary>Resource limits for the job's cgroup.</summary>
@@ -29,6 +32,10 @@ public sealed record JobSpec(string Command, IReadOnlyList<string> Arguments)
     /// </summary>
     public JobIsolation? Isolation { get; init; }
 
-    /// <summary>An opaque owner name recorded with the job (the server stores the caller's identity here).</summary>
+    /// <summary>
+    /// The owner recorded with the job (the server stores the caller's identity here). With
+    /// <see cref="JobIdentityMode.PerOwner"/> it is required and chooses the job's uid and directory: 1-64 characters
+    /// from <c>[A-Za-z0-9._-]</c>, not starting with '.' or '-'.
+    /// </summary>
     public string? Owner { get; init; }
 }

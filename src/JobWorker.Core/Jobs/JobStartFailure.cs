@@ -15,7 +15,7 @@ public enum JobStartFailure
     /// <summary>The working directory does not exist or is not accessible to the job's user.</summary>
     BadWorkingDirectory,
 
-    /// <summary>The configured job user or group does not exist.</summary>
+    /// <summary>The configured job user or group, or the account an owner is mapped to, does not exist.</summary>
     UserNotFound,
 
     /// <summary>The job's cgroup could not be created, configured or joined.</summary>
@@ -29,4 +29,7 @@ public enum JobStartFailure
 
     /// <summary>The job could not be recorded in the state directory (for example the disk is full).</summary>
     StateError,
+
+    /// <summary>Every id of the per-owner range is allocated: a new owner cannot get a uid of its own.</summary>
+    UserIdsExhausted,
 }

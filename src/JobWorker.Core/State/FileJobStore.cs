@@ -449,7 +449,7 @@ internal sealed class FileJobStore : IJobStore
     /// file is untouched and the temporary file removed; a temporary file left by a crash is overwritten by the
     /// next write.
     /// </summary>
-    private static void WriteAtomically(string directory, string name, ReadOnlySpan<byte> content, bool flush)
+    internal static void WriteAtomically(string directory, string name, ReadOnlySpan<byte> content, bool flush)
     {
         var path = Path.Combine(directory, name);
         var temporary = path + TemporarySuffix;

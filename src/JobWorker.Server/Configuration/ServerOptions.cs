@@ -40,10 +40,13 @@ public sealed class ServerOptions
     /// <summary>Per-job log size cap in bytes.</summary>
     public long LogSizeLimitBytes { get; set; } = 1L << 30;
 
-    /// <summary>The user jobs run as (name or id).</summary>
+    /// <summary>Which account each user's jobs run as (the <c>Identity</c> section): by default a uid of each user's own.</summary>
+    public IdentityOptions Identity { get; set; } = new();
+
+    /// <summary>The user every job runs as with <c>Identity:Mode</c> <c>SharedAccount</c> (name or id).</summary>
     public string JobUser { get; set; } = "nobody";
 
-    /// <summary>The group jobs run as (name or id).</summary>
+    /// <summary>The group every job runs as with <c>Identity:Mode</c> <c>SharedAccount</c> (name or id).</summary>
     public string JobGroup { get; set; } = "nogroup";
 
     /// <summary>Time between SIGTERM and SIGKILL when a stop request gives none, and at shutdown.</summary>
@@ -161,6 +164,7 @@ public sealed class ServerOptions
         }
 
         ValidateJobStartState(errors);
+        Identity.Validate(errors);
         return errors;
     }
 

@@ -177,6 +177,7 @@ public sealed class JobRunnerHost : IHostedLifecycleService, IAsyncDisposable
             UseDelegatedCgroup = _options.UseDelegatedCgroup,
             StateDirectory = _options.StateDirectory,
             LogSizeLimitBytes = _options.LogSizeLimitBytes,
+            Identity = _options.Identity.ToJobIdentityOptions(),
             User = _options.JobUser,
             Group = _options.JobGroup,
             DefaultStopGrace = _options.DefaultStopGrace,

@@ -75,6 +75,8 @@ public sealed class ErrorInterceptor : Interceptor
                     or JobStartFailure.BadWorkingDirectory => new(StatusCode.FailedPrecondition, start.Message),
                 // The machine is out of processes or memory for now.
                 JobStartFailure.SpawnFailed => new(StatusCode.ResourceExhausted, start.Message),
+                // Every id of the range is someone's: the message names the range and the fix (for the operator).
+                JobStartFailure.UserIdsExhausted => new(StatusCode.ResourceExhausted, start.Message),
                 // Server-side setup (job user, cgroups, namespaces): the client cannot fix it.
                 _ => new(StatusCode.Internal, $"the server could not set up the job ({start.Reason}); details are in the server log"),
             },

@@ -396,7 +396,7 @@ public sealed class CgroupControllerTests
         try
         {
             // root: the io job writes the scratch device.
-            var runner = JobRunner.Create(new JobRunnerOptions { UseDelegatedCgroup = true, StateDirectory = logs, User = "root", Group = "root" });
+            var runner = JobRunner.Create(new JobRunnerOptions { UseDelegatedCgroup = true, StateDirectory = logs, Identity = TestRunner.SharedAccount, User = "root", Group = "root" });
             string Output(Job job) => File.ReadAllText(Path.Combine(logs, "jobs", job.Id.ToString("N"), "output.log"));
             try
             {

@@ -55,7 +55,7 @@ public sealed class CgroupTreeTests
             File.WriteAllText(Path.Combine(foreign, "cgroup.procs"), process.Id.ToString(CultureInfo.InvariantCulture));
 
             // Act: a runner starts on that root, runs a job and stops everything it has.
-            var runner = JobRunner.Create(new JobRunnerOptions { CgroupRoot = root, StateDirectory = state });
+            var runner = JobRunner.Create(new JobRunnerOptions { CgroupRoot = root, StateDirectory = state, Identity = TestRunner.SharedAccount });
             var job = runner.Start(new JobSpec("/bin/true"));
             await job.Completion.WaitAsync(Ct);
             await runner.StopAllAsync(cancellationToken: Ct);

@@ -27,6 +27,12 @@ internal sealed class TestRunner : IAsyncDisposable
     /// <summary>The tests' dummy job (tests/JobWorker.TestProcess), built next to the tests.</summary>
     public static string TestProcess { get; } = LocateTestProcess();
 
+    /// <summary>
+    /// Every job as nobody: the tests of everything but identities start jobs without an owner. The identity tests
+    /// (<c>IdentityTests</c>) choose <see cref="JobIdentityMode.PerOwner"/> with their own directory and id range.
+    /// </summary>
+    public static JobIdentityOptions SharedAccount { get; } = new() { Mode = JobIdentityMode.SharedAccount };
+
     public static string CgroupMount { get; } = JobWorker.Core.Cgroups.CgroupMount.FindMountPoint() ?? throw new InvalidOperationException("no cgroup2 mount");
 
     public static TestRunner Create(Func<JobRunnerOptions, JobRunnerOptions>? configure = null)
@@ -37,6 +43,7 @@ internal sealed class TestRunner : IAsyncDisposable
         {
             CgroupRoot = Path.Combine(CgroupMount, "jobworker-test-" + suffix),
             StateDirectory = logs,
+            Identity = SharedAccount,
             DefaultStopGrace = TimeSpan.FromSeconds(2),
         };
         options = configure?.Invoke(options) ?? options;
@@ -52,6 +59,43 @@ internal sealed class TestRunner : IAsyncDisposable
             }
 
             throw;
+        }
+    }
+
+    /// <summary>The prefix of the owners' directory roots of <see cref="CreatePerOwner"/>, removed on dispose.</summary>
+    private const string UserDirectoryPrefix = "/var/tmp/jobworker-test-users-";
+
+    /// <summary>
+    /// A runner with <see cref="JobIdentityMode.PerOwner"/> identities: <paramref name="ids"/> ids from a random place in
+    /// systemd's dynamic range (so parallel tests rarely share one), and owners' directories under /var/tmp (outside
+    /// /tmp, which mount-isolated jobs do not see), removed on dispose.
+    /// </summary>
+    public static TestRunner CreatePerOwner(uint ids = 16, Func<JobIdentityOptions, JobIdentityOptions>? identity = null, Func<JobRunnerOptions, JobRunnerOptions>? configure = null)
+    {
+        var first = JobIdentityOptions.DefaultFirstId + (uint)Random.Shared.Next(0, (int)(JobIdentityOptions.DefaultLastId - JobIdentityOptions.DefaultFirstId - ids));
+        var options = new JobIdentityOptions
+        {
+            FirstId = first,
+            LastId = first + ids - 1,
+            UserDirectoryRoot = UserDirectoryPrefix + Guid.NewGuid().ToString("N")[..12],
+        };
+        options = identity?.Invoke(options) ?? options;
+        try
+        {
+            return Create(o => configure?.Invoke(o with { Identity = options }) ?? o with { Identity = options });
+        }
+        catch
+        {
+            DeleteUserDirectories(options);
+            throw;
+        }
+    }
+
+    private static void DeleteUserDirectories(JobIdentityOptions options)
+    {
+        if (options.Mode == JobIdentityMode.PerOwner && options.UserDirectoryRoot.StartsWith(UserDirectoryPrefix, StringComparison.Ordinal) && Directory.Exists(options.UserDirectoryRoot))
+        {
+            Directory.Delete(options.UserDirectoryRoot, recursive: true);
         }
     }
 
@@ -189,6 +233,8 @@ internal sealed class TestRunner : IAsyncDisposable
         {
             Directory.Delete(StateDirectory, recursive: true);
         }
+
+        DeleteUserDirectories(Runner.Options.Identity);
 
         // A test must not leave its subtree behind: if the runner failed to, fail loudly here.
         if (left.Length > 0 || Directory.Exists(root))

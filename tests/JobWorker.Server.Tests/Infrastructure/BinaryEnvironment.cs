@@ -28,6 +28,9 @@ internal sealed partial class BinaryEnvironment : IAsyncDisposable
 
     public string CgroupRoot { get; }
 
+    /// <summary>The server's root of users' private directories (see <see cref="TestServer.UserDirectoryRoot"/>).</summary>
+    public string UserDirectoryRoot => TestServer.UserDirectoryRoot(Path.GetFileName(Directory)["jobworker-srvtest-".Length..]);
+
     public Dictionary<string, string> Environment { get; } = new(StringComparer.Ordinal);
 
     public string Output => string.Join('\n', _lines);
@@ -39,7 +42,7 @@ internal sealed partial class BinaryEnvironment : IAsyncDisposable
         System.IO.Directory.CreateDirectory(directory, PemFiles.DirectoryMode);
         // The binary must be reachable for "nobody" in the not-root test; the PKI stays private.
         File.SetUnixFileMode(directory, PemFiles.DirectoryMode | UnixFileMode.OtherExecute);
-        var pki = DevPki.Create(Path.Combine(directory, "pki"), [new(TestServer.Alice, Roles.User)]);
+        var pki = DevPki.Create(Path.Combine(directory, "pki"), [new(TestServer.Alice, Roles.User), new(TestServer.Bob, Roles.User)]);
         return Task.FromResult(new BinaryEnvironment(directory, pki, Path.Combine(TestServer.CgroupMount, "jobworker-srvtest-" + suffix)));
     }
 
@@ -65,6 +68,7 @@ internal sealed partial class BinaryEnvironment : IAsyncDisposable
             "--key", Pki.ServerKey,
             "--cgroup-root", CgroupRoot,
             "--state-dir", Path.Combine(Directory, "state"),
+            "--user-dir-root", UserDirectoryRoot,
             "--grace", "00:00:01",
             .. extraArgs ?? [],
         ];
@@ -176,6 +180,7 @@ internal sealed partial class BinaryEnvironment : IAsyncDisposable
         // A killed server, or one that leaves its jobs running, leaves its subtree: this test's own to remove.
         CgroupCleanup.KillAndRemove(CgroupRoot);
         System.IO.Directory.Delete(Directory, recursive: true);
+        TestServer.DeleteUserDirectories(Path.GetFileName(Directory)["jobworker-srvtest-".Length..]);
     }
 
     private void OnLine(string? line)

@@ -80,6 +80,7 @@ internal sealed class TestServer : IAsyncDisposable
                 ["JobWorker:ServerKey"] = pki.ServerKey,
                 ["JobWorker:CgroupRoot"] = cgroupRoot,
                 ["JobWorker:StateDirectory"] = Path.Combine(directory, "logs"),
+                ["JobWorker:Identity:UserDirectoryRoot"] = UserDirectoryRoot(suffix),
                 ["JobWorker:DefaultStopGrace"] = "00:00:02",
                 // Most tests check what a stopping server does to its jobs; the tests of the default (jobs outlive
                 // the server) say so with "false".
@@ -110,7 +111,22 @@ internal sealed class TestServer : IAsyncDisposable
             }
 
             System.IO.Directory.Delete(directory, recursive: true);
+            DeleteUserDirectories(suffix);
             throw;
+        }
+    }
+
+    /// <summary>
+    /// Where a server of this test creates each user's private directory: outside /tmp (jobs isolated in a mount
+    /// namespace get a private one) and outside the 0700 test directory (the jobs' users must reach it).
+    /// </summary>
+    public static string UserDirectoryRoot(string suffix) => Path.Combine("/var/tmp", "jobworker-srvtest-users-" + suffix);
+
+    public static void DeleteUserDirectories(string suffix)
+    {
+        if (System.IO.Directory.Exists(UserDirectoryRoot(suffix)))
+        {
+            System.IO.Directory.Delete(UserDirectoryRoot(suffix), recursive: true);
         }
     }
 
@@ -177,6 +193,7 @@ internal sealed class TestServer : IAsyncDisposable
             await App.DisposeAsync();
             Ca.Dispose();
             System.IO.Directory.Delete(Directory, recursive: true);
+            DeleteUserDirectories(Path.GetFileName(Directory)["jobworker-srvtest-".Length..]);
         }
 
         // The runner removes its subtree; a leftover is a leak this test must report (after removing it: the subtree
