@@ -110,7 +110,7 @@ struct jw_child {
 static const char *const jw_empty_env[] = { NULL };
 
 /* Namespaces jw_spawn creates, always together with jobworker-init (JW_SPAWN_INIT). */
-#define JW_NAMESPACES (CLONE_NEWPID | CLONE_NEWNS | CLONE_NEWNET)
+#define JW_NAMESPACES (CLONE_NEWPID | CLONE_NEWNS | CLONE_NEWNET | CLONE_NEWIPC | CLONE_NEWUTS)
 
 static __attribute__((noreturn)) void child_fail(struct jw_spawn_args *a, int step, int err)
 {

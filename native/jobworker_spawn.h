@@ -64,7 +64,8 @@ struct jw_shim_report {
 struct jw_spawn_args {
     uint32_t size;               /* sizeof(struct jw_spawn_args) as the caller knows it */
     uint32_t flags;              /* JW_SPAWN_* */
-    uint64_t namespace_flags;    /* CLONE_NEWPID|CLONE_NEWNS|CLONE_NEWNET only; needs JW_SPAWN_INIT */
+    uint64_t namespace_flags;    /* CLONE_NEWPID|CLONE_NEWNS|CLONE_NEWNET|CLONE_NEWIPC|CLONE_NEWUTS only; needs
+                                  * JW_SPAWN_INIT */
     const char *const *exec_paths; /* candidate executables, tried in order (PATH lookup done by the caller) */
     const char *const *argv;
     const char *const *envp;

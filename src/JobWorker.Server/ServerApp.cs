@@ -38,6 +38,8 @@ public static class ServerApp
         ["--job-group"] = "JobWorker:JobGroup",
         ["--grace"] = "JobWorker:DefaultStopGrace",
         ["--max-running-jobs"] = "JobWorker:MaxRunningJobsPerUser",
+        ["--default-isolation"] = "JobWorker:DefaultIsolation",
+        ["--required-isolation"] = "JobWorker:RequiredIsolation",
         ["--metrics-listen"] = "JobWorker:MetricsListen",
     };
 

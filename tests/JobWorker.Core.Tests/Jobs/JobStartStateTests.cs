@@ -26,6 +26,7 @@ public sealed partial class JobStartStateTests
     [Theory(Timeout = 60_000)]
     [InlineData(JobIsolation.None)]
     [InlineData(PidMount)]
+    [InlineData(JobIsolation.All)]
     public async Task Start_ServerThreadWithChangedState_JobStartsWithDefaults(JobIsolation isolation)
     {
         // Nice, scheduling policy, I/O priority, affinity and the session keyring are per thread, and the supervisor
@@ -84,6 +85,7 @@ public sealed partial class JobStartStateTests
     [Theory(Timeout = 60_000)]
     [InlineData(JobIsolation.None)]
     [InlineData(PidMount)]
+    [InlineData(JobIsolation.All)]
     public async Task Start_ConfiguredStartState_JobSeesConfiguredValues(JobIsolation isolation)
     {
         // A nice value below the server's own (0) needs a privilege the job's user lacks, and the job's user may not
@@ -146,6 +148,7 @@ public sealed partial class JobStartStateTests
     [Theory(Timeout = 60_000)]
     [InlineData(JobIsolation.None)]
     [InlineData(PidMount)]
+    [InlineData(JobIsolation.All)]
     public async Task Start_TwoRunningJobs_EachHasItsOwnSessionKeyring(JobIsolation isolation)
     {
         await using var t = TestRunner.Create();
