@@ -21,6 +21,10 @@
  *      its own exit status could not say "killed by SIGSEGV", and Exited/Signaled must be reported exactly as
  *      for a job without a PID namespace.
  *
+ * The same code runs without an exec of this program when jw_spawn is called with JW_SPAWN_INIT_IN_PROCESS (by
+ * jobworker-shim, which links it in as jw_init_main): the spawn child is then a copy of the small, single-threaded
+ * supervisor rather than a thread of the server's memory, so it can stay behind as PID 1 without an exec.
+ *
  * A failed step is reported to jw_spawn as { int32 step, int32 errno } on fd 4 (the error pipe), which is
  * close-on-exec: EOF without data tells jw_spawn that the target has exec'd, so JobRunner.Start throws the
  * same precise errors (not found, permission denied, bad working directory) as without isolation.
@@ -166,7 +170,7 @@ static int forwarded(int sig)
     }
 }
 
-int main(int argc, char **argv)
+int jw_init_main(int argc, char **argv)
 {
     /* Neither pipe may reach the target past its exec. */
     (void)fcntl(STATUS_FD, F_SETFD, FD_CLOEXEC);
@@ -301,3 +305,10 @@ int main(int argc, char **argv)
         }
     }
 }
+
+#ifndef JW_INIT_NO_MAIN
+int main(int argc, char **argv)
+{
+    return jw_init_main(argc, argv);
+}
+#endif
