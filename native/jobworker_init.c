@@ -7,8 +7,10 @@
  * signal it has no handler for, so the job's program cannot be PID 1 itself (SIGTERM would do nothing).
  *
  * What it does, in order:
- *   1. mount namespace ('m'): private propagation, the server's log directory masked by an empty read-only
- *      tmpfs, a private tmpfs on /tmp, and (with 'p') a fresh /proc that shows only the job's processes;
+ *   1. mount namespace ('m'): slave propagation (host mount events reach the job, the job's never reach the
+ *      host), the server's state directory masked by an empty read-only tmpfs, a private tmpfs on /tmp, (with
+ *      'p') a fresh /proc that shows only the job's processes, and (with 'i') a private tmpfs on /dev/shm and a
+ *      fresh mqueue on /dev/mqueue;
  *   2. network namespace ('n'): brings up the loopback interface, the only one there is;
  *   3. drops to the job's user (setgroups(0), setgid, setuid), joins a fresh session keyring ('k', as that
  *      user, so it is the job user's own), PR_SET_NO_NEW_PRIVS, PR_SET_PDEATHSIG, chdir;
@@ -19,12 +21,19 @@
  *      its own exit status could not say "killed by SIGSEGV", and Exited/Signaled must be reported exactly as
  *      for a job without a PID namespace.
  *
+ * The same code runs without an exec of this program when jw_spawn is called with JW_SPAWN_INIT_IN_PROCESS (by
+ * jobworker-shim, which links it in as jw_init_main): the spawn child is then a copy of the small, single-threaded
+ * supervisor rather than a thread of the server's memory, so it can stay behind as PID 1 without an exec.
+ *
  * A failed step is reported to jw_spawn as { int32 step, int32 errno } on fd 4 (the error pipe), which is
  * close-on-exec: EOF without data tells jw_spawn that the target has exec'd, so JobRunner.Start throws the
  * same precise errors (not found, permission denied, bad working directory) as without isolation.
  *
  * argv: jobworker-init FLAGS UID GID CWD HIDE N CANDIDATE... ARGV0 ARGS...
- *   FLAGS: any of 'p' 'm' 'n' 'k' (or "-"); HIDE: a directory to mask ("" for none); N: number of candidates.
+ *   FLAGS: any of 'p' 'm' 'n' 'i' 'u' 'k' (or "-"); HIDE: a directory to mask ("" for none); N: number of
+ *   candidates. 'i' (IPC namespace) and 'u' (UTS namespace) need no setup of their own beyond the /dev/shm and
+ *   /dev/mqueue mounts with 'm': the kernel creates the IPC namespace empty, and the UTS namespace starts as a copy
+ *   of the host's names, which the job keeps (so its host name still resolves).
  * The init's own environment is empty: it runs as root, and static glibc would honour GLIBC_TUNABLES (and
  * the like) from it. The job's environment, which the target gets, is on fd 5 (jw_env_fd's format); the rest
  * of the job's start state (rlimits, umask, oom_score_adj, priority, affinity) was set by jw_spawn before the
@@ -70,10 +79,20 @@ static __attribute__((noreturn)) void fail(int step, int err)
     _exit(127);
 }
 
-static void setup_mounts(int fresh_proc, const char *hide)
+/* A fresh file system over a path that may be missing (a minimal root without /dev/mqueue), or of a type the kernel
+ * lacks (no POSIX message queues): then the host has none there to hide either. */
+static void mount_over(const char *source, const char *target, const char *type, unsigned long flags, const char *data)
 {
-    /* Private first: nothing mounted below may propagate back to the host's mount namespace. */
-    if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0) {
+    if (mount(source, target, type, flags, data) < 0 && errno != ENOENT && errno != ENODEV) {
+        fail(JW_STEP_MOUNT, errno);
+    }
+}
+
+static void setup_mounts(int fresh_proc, int fresh_ipc, const char *hide)
+{
+    /* Slave, not private: an unmount (or a new mount) on the host still reaches the job, so a file system the host
+     * unmounts is not kept busy by a job's copy of it; and nothing mounted below propagates back to the host. */
+    if (mount(NULL, "/", NULL, MS_REC | MS_SLAVE, NULL) < 0) {
         fail(JW_STEP_MOUNT, errno);
     }
     /* Before /tmp: a log directory under /tmp would vanish with the new /tmp anyway, and must exist here. */
@@ -87,6 +106,13 @@ static void setup_mounts(int fresh_proc, const char *hide)
     }
     if (fresh_proc && mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) < 0) {
         fail(JW_STEP_MOUNT, errno);
+    }
+    if (fresh_ipc) {
+        /* POSIX shared memory and semaphores are files in /dev/shm, not IPC-namespace objects: the IPC namespace
+         * alone would leave them shared. The host's /dev/mqueue shows (and opens) the host's message queues
+         * whatever the IPC namespace; a new mqueue mount shows the job's own. */
+        mount_over("jobworker-shm", "/dev/shm", "tmpfs", MS_NOSUID | MS_NODEV, "mode=1777");
+        mount_over("mqueue", "/dev/mqueue", "mqueue", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL);
     }
 }
 
@@ -144,7 +170,7 @@ static int forwarded(int sig)
     }
 }
 
-int main(int argc, char **argv)
+int jw_init_main(int argc, char **argv)
 {
     /* Neither pipe may reach the target past its exec. */
     (void)fcntl(STATUS_FD, F_SETFD, FD_CLOEXEC);
@@ -181,7 +207,7 @@ int main(int argc, char **argv)
         close(STATUS_FD);
     }
     if (strchr(flags, 'm') != NULL) {
-        setup_mounts(pid_ns, hide);
+        setup_mounts(pid_ns, strchr(flags, 'i') != NULL, hide);
     }
     if (strchr(flags, 'n') != NULL) {
         loopback_up();
@@ -279,3 +305,10 @@ int main(int argc, char **argv)
         }
     }
 }
+
+#ifndef JW_INIT_NO_MAIN
+int main(int argc, char **argv)
+{
+    return jw_init_main(argc, argv);
+}
+#endif

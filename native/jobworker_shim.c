@@ -481,6 +481,10 @@ int main(int argc, char **argv)
     memset(&a, 0, sizeof a);
     a.size = sizeof a;
     a.flags = (uint32_t)spawn_flags;
+    if (a.flags & JW_SPAWN_INIT) {
+        /* This process is small and single-threaded: the job's init can be a copy of it instead of an exec. */
+        a.flags |= JW_SPAWN_INIT_IN_PROCESS;
+    }
     a.namespace_flags = ns_flags;
     a.exec_paths = (const char *const *)exec_paths;
     a.argv = (const char *const *)job_argv;

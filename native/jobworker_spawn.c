@@ -110,10 +110,20 @@ struct jw_child {
 static const char *const jw_empty_env[] = { NULL };
 
 /* Namespaces jw_spawn creates, always together with jobworker-init (JW_SPAWN_INIT). */
-#define JW_NAMESPACES (CLONE_NEWPID | CLONE_NEWNS | CLONE_NEWNET)
+#define JW_NAMESPACES (CLONE_NEWPID | CLONE_NEWNS | CLONE_NEWNET | CLONE_NEWIPC | CLONE_NEWUTS)
+
+/* JW_SPAWN_INIT_IN_PROCESS: the child's error pipe, set only in the child (its memory is a copy of the caller's,
+ * not shared), where child_fail reports instead of into the args struct. -1 in every other case. */
+static int child_error_fd = -1;
 
 static __attribute__((noreturn)) void child_fail(struct jw_spawn_args *a, int step, int err)
 {
+    if (child_error_fd >= 0) {
+        int32_t report[2] = { step, err };
+        (void)syscall(SYS_write, child_error_fd, report, sizeof report);
+        syscall(SYS_exit, 127);
+        __builtin_unreachable();
+    }
     /* Shared memory (CLONE_VM): the parent reads these once we are gone. */
     __atomic_store_n(&a->error, err, __ATOMIC_RELAXED);
     __atomic_store_n(&a->failed_step, step, __ATOMIC_RELEASE);
@@ -217,6 +227,10 @@ static int child_main(void *p)
 {
     struct jw_child *c = p;
     struct jw_spawn_args *a = c->args;
+    int in_process = (a->flags & JW_SPAWN_INIT_IN_PROCESS) != 0;
+    if (in_process) {
+        child_error_fd = c->error_fd;
+    }
 
     /* Every disposition back to default (SIGPIPE included: .NET ignores it and children would inherit that)
      * while all signals are still blocked (the parent blocked them), so no managed handler can run here. */
@@ -267,6 +281,9 @@ static int child_main(void *p)
         }
     }
     int first_closed_fd = count;
+    if (in_process) {
+        child_error_fd = 4;
+    }
 
     if (c->start_state) {
         reset_start_state(a);
@@ -327,6 +344,19 @@ static int child_main(void *p)
     uint64_t none = 0;
     if (syscall(SYS_rt_sigprocmask, SIG_SETMASK, &none, NULL, 8) < 0) {
         child_fail(a, JW_STEP_SIGNALS, errno);
+    }
+
+    if (in_process) {
+        /* The init's code, without its exec: this process is a copy of a single-threaded caller, so it may run
+         * ordinary C from here on. It reads the job's environment from fd 5 like the exec'd init; its own is the
+         * caller's (jobworker-shim's: empty). */
+        int argc = 0;
+        while (a->argv[argc] != NULL) {
+            argc++;
+        }
+        (void)prctl(PR_SET_NAME, "jobworker-init", 0, 0, 0);
+        child_error_fd = -1;
+        _exit(jw_init_main(argc, (char **)a->argv));
     }
 
     /* jobworker-init runs as root: it gets no environment of the job's (static glibc would honour
@@ -408,6 +438,15 @@ int jw_spawn(struct jw_spawn_args *a)
         return -1;
     }
 
+    /* A copy of the caller stays behind as PID 1: only for a caller that has the init's code and no other threads. */
+    if ((a->flags & JW_SPAWN_INIT_IN_PROCESS) && (!(a->flags & JW_SPAWN_INIT) || jw_init_main == NULL)) {
+        a->failed_step = JW_STEP_ARGS;
+        a->error = EINVAL;
+        return -1;
+    }
+    int in_process = (a->flags & JW_SPAWN_INIT_IN_PROCESS) != 0;
+    uint64_t share = in_process ? 0 : (uint64_t)(CLONE_VM | CLONE_VFORK);
+
     int start_state = (a->flags & JW_SPAWN_START_STATE) != 0;
     if (start_state && (a->size < sizeof *a || a->nofile_soft > a->nofile_hard || a->umask > 0777 ||
                         a->oom_score_adj < -1000 || a->oom_score_adj > 1000 || a->nice < -20 || a->nice > 19)) {
@@ -476,7 +515,7 @@ int jw_spawn(struct jw_spawn_args *a)
     if (!(a->flags & JW_SPAWN_NO_CLONE3)) {
         struct jw_clone_args ca;
         memset(&ca, 0, sizeof ca);
-        ca.flags = CLONE_VM | CLONE_VFORK | CLONE_PIDFD | a->namespace_flags;
+        ca.flags = share | CLONE_PIDFD | a->namespace_flags;
         if (a->cgroup_fd >= 0) {
             ca.flags |= CLONE_INTO_CGROUP;
             ca.cgroup = (uint64_t)a->cgroup_fd;
@@ -500,7 +539,7 @@ int jw_spawn(struct jw_spawn_args *a)
         child.join_cgroup = 1;
         clone_errno = 0;
         int r = clone(child_main, (char *)stack + JW_STACK_SIZE,
-                      CLONE_VM | CLONE_VFORK | CLONE_PIDFD | (int)a->namespace_flags | SIGCHLD, &child, &pidfd);
+                      (int)share | CLONE_PIDFD | (int)a->namespace_flags | SIGCHLD, &child, &pidfd);
         if (r < 0) {
             clone_errno = errno;
             pid = -1;

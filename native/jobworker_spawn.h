@@ -20,6 +20,12 @@
                                        * affinity (every CPU the cgroup allows); and, without JW_SPAWN_INIT, a
                                        * fresh session keyring after the uid change (with it, the init joins
                                        * one after its own uid change) */
+#define JW_SPAWN_INIT_IN_PROCESS 0x20u /* with JW_SPAWN_INIT, for a small single-threaded caller that links
+                                       * jobworker_init.c in (jobworker-shim): the child is a copy of the
+                                       * caller (clone3 without CLONE_VM|CLONE_VFORK) and runs jw_init_main
+                                       * with the init's argv instead of exec'ing exec_paths[0]; saves the
+                                       * init's exec on every isolated start. Failures come back on the error
+                                       * pipe, not in this struct's shared memory */
 
 /* Steps reported in jw_spawn_args.failed_step. */
 enum jw_step {
@@ -64,7 +70,8 @@ struct jw_shim_report {
 struct jw_spawn_args {
     uint32_t size;               /* sizeof(struct jw_spawn_args) as the caller knows it */
     uint32_t flags;              /* JW_SPAWN_* */
-    uint64_t namespace_flags;    /* CLONE_NEWPID|CLONE_NEWNS|CLONE_NEWNET only; needs JW_SPAWN_INIT */
+    uint64_t namespace_flags;    /* CLONE_NEWPID|CLONE_NEWNS|CLONE_NEWNET|CLONE_NEWIPC|CLONE_NEWUTS only; needs
+                                  * JW_SPAWN_INIT */
     const char *const *exec_paths; /* candidate executables, tried in order (PATH lookup done by the caller) */
     const char *const *argv;
     const char *const *envp;
@@ -93,6 +100,10 @@ struct jw_spawn_args {
     int32_t nice;                /* -20..19 */
     int32_t reserved2;
 };
+
+/* jobworker-init's main (native/jobworker_init.c), for JW_SPAWN_INIT_IN_PROCESS: never returns to the caller's code
+ * in a useful way (it execs the target or stays as PID 1 and exits with it). Weak: the shared library has none. */
+int jw_init_main(int argc, char **argv) __attribute__((weak));
 
 /* Returns 0 after a successful execve (pid and pidfd set), -1 on failure (failed_step and error set).
  * Safe to call with fds 0-2 closed: every fd the child needs is moved out of the way before the dup2s. */

@@ -52,6 +52,9 @@ var server = ServerApp.Build([], builder =>
         ["JobWorker:CgroupRoot"] = Path.Combine(cgroupMount, "jobworker-bench-" + suffix),
         ["JobWorker:StateDirectory"] = Path.Combine(dir, "logs"),
         ["JobWorker:StopJobsOnShutdown"] = "true",
+        // The API's cost over a bare call, not the namespaces' (docs/benchmarks-isolation.md measures those).
+        ["JobWorker:DefaultIsolation"] = "None",
+        ["JobWorker:RequiredIsolation"] = "None",
         ["Logging:LogLevel:Default"] = "Warning",
     });
 });

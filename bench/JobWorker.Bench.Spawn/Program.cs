@@ -16,7 +16,7 @@ using Microsoft.Win32.SafeHandles;
 //   dotnet run -c Release --project bench/JobWorker.Bench.Spawn -- [iterations] [warmup]
 //   dotnet run -c Release --project bench/JobWorker.Bench.Spawn -- concurrent [jobs]
 //   dotnet run -c Release --project bench/JobWorker.Bench.Spawn -- isolation [iterations] [warmup]
-//     (full jobs without isolation, with PID+mount namespaces, with PID+mount+network, network only)
+//     (full jobs without isolation, with PID+mount namespaces, the server's default, all five, network only)
 //   dotnet run -c Release --project bench/JobWorker.Bench.Spawn -- store [records] [rounds] [directory]
 //     (the state store: FileJobStore.Load of N records against reading the same files)
 if (args.Length > 0 && args[0] == "store")
@@ -79,7 +79,8 @@ if (isolationMode)
         new("C posix_spawn (baseline)", () => Baseline.Run(target, env)),
         new("JobRunner.Start, no isolation", () => RunnerJob(JobIsolation.None)),
         new("JobRunner.Start, pid+mount (jobworker-init as PID 1)", () => RunnerJob(JobIsolation.Pid | JobIsolation.Mount)),
-        new("JobRunner.Start, pid+mount+net (all)", () => RunnerJob(JobIsolation.All)),
+        new("JobRunner.Start, pid+mount+ipc+uts (the server's default)", () => RunnerJob(JobIsolation.Pid | JobIsolation.Mount | JobIsolation.Ipc | JobIsolation.Uts)),
+        new("JobRunner.Start, all (pid+mount+ipc+uts+net)", () => RunnerJob(JobIsolation.All)),
         new("JobRunner.Start, mount only (init execs the target)", () => RunnerJob(JobIsolation.Mount)),
         new("JobRunner.Start, pid only", () => RunnerJob(JobIsolation.Pid)),
         new("library: clone3 + cgroup + init, no namespace", () => LibraryInit(0, "-")),

@@ -41,6 +41,8 @@ public static class ServerApp
         ["--user-dir-root"] = "JobWorker:Identity:UserDirectoryRoot",
         ["--grace"] = "JobWorker:DefaultStopGrace",
         ["--max-running-jobs"] = "JobWorker:MaxRunningJobsPerUser",
+        ["--default-isolation"] = "JobWorker:DefaultIsolation",
+        ["--required-isolation"] = "JobWorker:RequiredIsolation",
         ["--metrics-listen"] = "JobWorker:MetricsListen",
     };
 

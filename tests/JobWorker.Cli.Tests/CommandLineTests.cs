@@ -30,7 +30,7 @@ public sealed class CommandLineTests
         var (_, result) = Parse(
             "--server", "https://localhost:1", "start", "--memory", "256M", "--pids", "10",
             "--io-read-bps", "/dev/sda=10M", "--io-write-bps", "/dev/sda=1M/s", "--io-read-iops", "8:0=100", "--io-write-iops", "/dev/sda=50",
-            "--env", "A=1", "-e", "B=x=y", "--cwd", "/tmp", "--isolate", "pid,net", "--", "/bin/echo", "--", "-n");
+            "--env", "A=1", "-e", "B=x=y", "--cwd", "/tmp", "--isolate", "pid,net,uts", "--", "/bin/echo", "--", "-n");
 
         Assert.Empty(result.Errors);
         var request = ((StartCommand)result.CommandResult.Command).Spec.ToRequest(result);
@@ -51,7 +51,9 @@ public sealed class CommandLineTests
         Assert.Equal("/tmp", request.WorkingDirectory);
         Assert.True(request.Isolation.Pid);
         Assert.True(request.Isolation.Network);
+        Assert.True(request.Isolation.Uts);
         Assert.False(request.Isolation.Mount);
+        Assert.False(request.Isolation.Ipc);
     }
 
     [Theory]
@@ -62,7 +64,7 @@ public sealed class CommandLineTests
     [InlineData("start", "--io-read-bps", "sda", "x")]
     [InlineData("start", "--io-write-iops", "/dev/sda=fast", "x")]
     [InlineData("start", "--env", "NOVALUE", "x")]
-    [InlineData("start", "--isolate", "ipc", "x")]
+    [InlineData("start", "--isolate", "user", "x")]
     [InlineData("start")]
     [InlineData("run", "--memory")]
     [InlineData("stop", "--grace", "soon", "id")]

@@ -87,21 +87,23 @@ public sealed class ParserTests
     }
 
     [Theory]
-    [InlineData("pid", true, false, false)]
-    [InlineData("pid,mount,net", true, true, true)]
-    [InlineData("network, mnt", false, true, true)]
-    [InlineData("all", true, true, true)]
-    [InlineData("none", false, false, false)]
-    public void IsolationTryParse_List_SetsNamespaces(string text, bool pid, bool mount, bool net)
+    [InlineData("pid", true, false, false, false, false)]
+    [InlineData("pid,mount,net", true, true, true, false, false)]
+    [InlineData("network, mnt", false, true, true, false, false)]
+    [InlineData("ipc,uts", false, false, false, true, true)]
+    [InlineData("pid,mount,ipc,uts", true, true, false, true, true)]
+    [InlineData("all", true, true, true, true, true)]
+    [InlineData("none", false, false, false, false, false)]
+    public void IsolationTryParse_List_SetsNamespaces(string text, bool pid, bool mount, bool net, bool ipc, bool uts)
     {
         Assert.True(IsolationSpec.TryParse(text, out var spec, out var error), error);
-        Assert.Equal(new IsolationSpec(pid, mount, net), spec);
+        Assert.Equal(new IsolationSpec(pid, mount, net, ipc, uts), spec);
     }
 
     [Theory]
     [InlineData("")]
     [InlineData("pid,user")]
-    [InlineData("ipc")]
+    [InlineData("cgroup")]
     public void IsolationTryParse_UnknownNamespace_ReturnsError(string text)
     {
         Assert.False(IsolationSpec.TryParse(text, out _, out var error));

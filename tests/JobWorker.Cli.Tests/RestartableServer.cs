@@ -54,6 +54,9 @@ internal sealed partial class RestartableServer : IAsyncDisposable
 
     public Uri Address { get; }
 
+    /// <summary>Flags for the server's next start, after the test's own (a later flag wins).</summary>
+    public List<string> Arguments { get; } = [];
+
     /// <summary>Environment variables for the server's next start (e.g. a log level).</summary>
     public Dictionary<string, string> Environment { get; } = new(StringComparer.Ordinal);
 
@@ -104,7 +107,10 @@ internal sealed partial class RestartableServer : IAsyncDisposable
             "--state-dir", StateDirectory,
             "--user-dir-root", UserDirectoryRoot,
             "--grace", "00:00:01",
-        })
+            // Jobs of these tests share the test's files and /tmp (the isolation policy has tests of its own).
+            "--default-isolation", "None",
+            "--required-isolation", "None",
+        }.Concat(Arguments))
         {
             start.ArgumentList.Add(arg);
         }

@@ -60,6 +60,9 @@ public sealed class ServerFixture : IAsyncLifetime
             ["JobWorker:DefaultStopGrace"] = "00:00:02",
             ["JobWorker:StopJobsOnShutdown"] = "true",
             ["JobWorker:Identity:UserDirectoryRoot"] = UserDirectoryRoot,
+            // Jobs of these tests share the test's files and /tmp; the isolation tests ask for namespaces themselves.
+            ["JobWorker:DefaultIsolation"] = "None",
+            ["JobWorker:RequiredIsolation"] = "None",
             ["Logging:LogLevel:Default"] = "Warning",
         };
         _app = ServerApp.Build([], builder =>

@@ -59,6 +59,32 @@ public sealed class StartupTests : IDisposable
         Assert.Equal(_pki.ServerKey, options.ServerKey);
     }
 
+    [Fact]
+    public void Build_ShippedSettings_JobsGetPidMountIpcUtsAndCannotDropThem()
+    {
+        using var app = Build();
+
+        var options = app.Services.GetRequiredService<Configuration.ServerOptions>();
+        const Core.Jobs.JobIsolation Expected = Core.Jobs.JobIsolation.Pid | Core.Jobs.JobIsolation.Mount | Core.Jobs.JobIsolation.Ipc | Core.Jobs.JobIsolation.Uts;
+        Assert.Equal(Expected, options.DefaultIsolation);
+        Assert.Equal(Expected, options.RequiredIsolation);
+    }
+
+    [Fact]
+    public void Build_IsolationFlag_OverridesTheShippedMinimum()
+    {
+        using var app = ServerApp.Build(["--required-isolation", "Pid", "--default-isolation", "None"], builder => builder.Configuration.AddInMemoryCollection(new Dictionary<string, string?>
+        {
+            ["JobWorker:CaCertificate"] = _pki.CaCertificate,
+            ["JobWorker:ServerCertificate"] = _pki.ServerCertificate,
+            ["JobWorker:ServerKey"] = _pki.ServerKey,
+        }));
+
+        var options = app.Services.GetRequiredService<Configuration.ServerOptions>();
+        Assert.Equal(Core.Jobs.JobIsolation.Pid, options.RequiredIsolation);
+        Assert.Equal(Core.Jobs.JobIsolation.None, options.DefaultIsolation);
+    }
+
     private WebApplication Build() => ServerApp.Build([], builder => builder.Configuration.AddInMemoryCollection(new Dictionary<string, string?>
     {
         ["JobWorker:CaCertificate"] = _pki.CaCertificate,

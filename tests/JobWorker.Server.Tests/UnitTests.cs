@@ -158,13 +158,14 @@ public sealed class UnitTests
     [Fact]
     public void ServerOptions_Invalid_EveryProblemNamed()
     {
-        var errors = new ServerOptions { Listen = "nowhere", MetricsListen = "0.0.0.0:9000", MaxArguments = 0, DefaultStopGrace = TimeSpan.FromHours(1), MaxRunningJobsPerUser = -1 }.Validate();
+        var errors = new ServerOptions { Listen = "nowhere", MetricsListen = "0.0.0.0:9000", MaxArguments = 0, DefaultStopGrace = TimeSpan.FromHours(1), MaxRunningJobsPerUser = -1, RequiredIsolation = (JobWorker.Core.Jobs.JobIsolation)64 }.Validate();
 
         Assert.Contains(errors, e => e.StartsWith("JobWorker:Listen", StringComparison.Ordinal));
         Assert.Contains(errors, e => e.StartsWith("JobWorker:MetricsListen", StringComparison.Ordinal) && e.Contains("loopback", StringComparison.Ordinal));
         Assert.Contains(errors, e => e.StartsWith("JobWorker:MaxArguments", StringComparison.Ordinal));
         Assert.Contains(errors, e => e.StartsWith("JobWorker:DefaultStopGrace", StringComparison.Ordinal));
         Assert.Contains(errors, e => e.StartsWith("JobWorker:MaxRunningJobsPerUser", StringComparison.Ordinal));
+        Assert.Contains("JobWorker:RequiredIsolation '64' has unknown flags; use None or a comma list of Pid, Mount, Network, Ipc, Uts", errors);
         Assert.Empty(new ServerOptions().Validate());
     }
 

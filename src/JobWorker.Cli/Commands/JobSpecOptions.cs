@@ -51,7 +51,7 @@ internal sealed class JobSpecOptions
 
     public Option<IsolationSpec?> Isolate { get; } = new("--isolate")
     {
-        Description = "Namespaces to isolate the job in: pid,mount,net, all or none [default: the server's]",
+        Description = "Namespaces to isolate the job in: pid,mount,net,ipc,uts, all or none; the server adds those it requires [default: the server's]",
         HelpName = "LIST",
         CustomParser = r =>
         {
@@ -160,7 +160,7 @@ internal sealed class JobSpecOptions
 
         if (parseResult.GetValue(Isolate) is { } isolation)
         {
-            request.Isolation = new Isolation { Pid = isolation.Pid, Mount = isolation.Mount, Network = isolation.Network };
+            request.Isolation = new Isolation { Pid = isolation.Pid, Mount = isolation.Mount, Network = isolation.Network, Ipc = isolation.Ipc, Uts = isolation.Uts };
         }
 
         return request;

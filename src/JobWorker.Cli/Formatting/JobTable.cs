@@ -253,6 +253,16 @@ internal static class JobTable
             parts.Add("net");
         }
 
+        if (isolation.Ipc)
+        {
+            parts.Add("ipc");
+        }
+
+        if (isolation.Uts)
+        {
+            parts.Add("uts");
+        }
+
         return string.Join(",", parts);
     }
 }

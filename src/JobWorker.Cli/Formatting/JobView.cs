@@ -70,6 +70,10 @@ internal sealed class IsolationView
     public bool Mount { get; init; }
 
     public bool Network { get; init; }
+
+    public bool Ipc { get; init; }
+
+    public bool Uts { get; init; }
 }
 
 internal sealed class UsageView

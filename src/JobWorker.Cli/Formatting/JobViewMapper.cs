@@ -37,6 +37,8 @@ internal static class JobViewMapper
             Pid = job.Isolation.Pid,
             Mount = job.Isolation.Mount,
             Network = job.Isolation.Network,
+            Ipc = job.Isolation.Ipc,
+            Uts = job.Isolation.Uts,
         },
         Usage = job.Usage is null ? null : new UsageView
         {

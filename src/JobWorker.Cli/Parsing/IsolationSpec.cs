@@ -2,19 +2,19 @@ using System.Diagnostics.CodeAnalysis;
 
 namespace JobWorker.Cli.Parsing;
 
-/// <summary>The namespaces named by <c>--isolate pid,mount,net</c>, <c>all</c> or <c>none</c>.</summary>
-internal readonly record struct IsolationSpec(bool Pid, bool Mount, bool Network)
+/// <summary>The namespaces named by <c>--isolate pid,mount,net,ipc,uts</c>, <c>all</c> or <c>none</c>.</summary>
+internal readonly record struct IsolationSpec(bool Pid, bool Mount, bool Network, bool Ipc = false, bool Uts = false)
 {
     public static bool TryParse(string? text, out IsolationSpec spec, [NotNullWhen(false)] out string? error)
     {
         spec = default;
         if (string.IsNullOrWhiteSpace(text))
         {
-            error = "--isolate needs a list such as pid,mount,net (or all, or none)";
+            error = "--isolate needs a list such as pid,mount,ipc,uts,net (or all, or none)";
             return false;
         }
 
-        bool pid = false, mount = false, net = false;
+        bool pid = false, mount = false, net = false, ipc = false, uts = false;
         foreach (var part in text.Split(',', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries))
         {
             switch (part.ToLowerInvariant())
@@ -28,18 +28,24 @@ internal readonly record struct IsolationSpec(bool Pid, bool Mount, bool Network
                 case "net" or "network":
                     net = true;
                     break;
+                case "ipc":
+                    ipc = true;
+                    break;
+                case "uts":
+                    uts = true;
+                    break;
                 case "all":
-                    pid = mount = net = true;
+                    pid = mount = net = ipc = uts = true;
                     break;
                 case "none":
                     break;
                 default:
-                    error = $"unknown namespace '{part}' in --isolate: use pid, mount, net, all or none";
+                    error = $"unknown namespace '{part}' in --isolate: use pid, mount, net, ipc, uts, all or none";
                     return false;
             }
         }
 
-        spec = new IsolationSpec(pid, mount, net);
+        spec = new IsolationSpec(pid, mount, net, ipc, uts);
         error = null;
         return true;
     }

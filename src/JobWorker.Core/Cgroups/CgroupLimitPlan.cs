@@ -29,8 +29,12 @@ internal sealed class CgroupLimitPlan
     public IEnumerable<string> Controllers => Writes.Select(w => w.Controller).Distinct();
 
     /// <summary>Validates the limits; devices are resolved through sysfs.</summary>
+    /// <param name="limits">The job's limits.</param>
+    /// <param name="extraProcesses">Processes of ours in the job's group for its whole life (the namespace init), added
+    /// to <see cref="ResourceLimits.MaxProcesses"/> so that the job's own processes get the number it asked for.</param>
+    /// <param name="sysfs">Where sysfs is mounted (tests).</param>
     /// <exception cref="ArgumentException">A value the kernel would reject or that cannot work; names the field.</exception>
-    public static CgroupLimitPlan Create(ResourceLimits limits, string sysfs = "/sys")
+    public static CgroupLimitPlan Create(ResourceLimits limits, int extraProcesses = 0, string sysfs = "/sys")
     {
         ArgumentNullException.ThrowIfNull(limits);
         var writes = new List<(string, string, string, bool)>();
@@ -78,7 +82,8 @@ internal sealed class CgroupLimitPlan
                 throw JobSpecValidator.Invalid($"Limits.MaxProcesses must be at least 1, not {pids}.");
             }
 
-            writes.Add(("pids", "pids.max", pids.ToString(CultureInfo.InvariantCulture), false));
+            var max = pids > long.MaxValue - extraProcesses ? long.MaxValue : pids + extraProcesses;
+            writes.Add(("pids", "pids.max", max.ToString(CultureInfo.InvariantCulture), false));
         }
 
         for (var i = 0; i < limits.Io.Count; i++)

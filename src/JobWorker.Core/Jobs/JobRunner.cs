@@ -143,6 +143,14 @@ public sealed class JobRunner : IAsyncDisposable
         {
             throw new ArgumentException($"DefaultStopGrace must not be negative, not {options.DefaultStopGrace}.", nameof(options));
         }
+
+        foreach (var (name, isolation) in new[] { (nameof(options.DefaultIsolation), options.DefaultIsolation), (nameof(options.RequiredIsolation), options.RequiredIsolation) })
+        {
+            if ((isolation & ~JobIsolation.All) != 0)
+            {
+                throw new ArgumentException($"{name} {isolation} has unknown flags; use a combination of Pid, Mount, Network, Ipc and Uts.", nameof(options));
+            }
+        }
     }
 
     /// <summary>
@@ -217,7 +225,14 @@ public sealed class JobRunner : IAsyncDisposable
     {
         ObjectDisposedException.ThrowIf(Volatile.Read(ref _disposed) != 0, this);
         JobSpecValidator.Validate(spec);
-        var plan = CgroupLimitPlan.Create(spec.Limits);
+
+        // The minimum is added, never a reason to refuse: a client that asks for less (or for none) gets what the
+        // runner requires, and the job's spec, record and status say so.
+        var isolation = (spec.Isolation ?? Options.DefaultIsolation) | Options.RequiredIsolation;
+
+        // With a PID namespace our init is PID 1 and one of the group's processes for the job's whole life: it is
+        // not counted against the job's MaxProcesses (MaxProcesses = 1 could not even start the job's program).
+        var plan = CgroupLimitPlan.Create(spec.Limits, extraProcesses: isolation.HasFlag(JobIsolation.Pid) ? 1 : 0);
         foreach (var controller in plan.Controllers)
         {
             if (!_tree.Controllers.Contains(controller))
@@ -226,7 +241,6 @@ public sealed class JobRunner : IAsyncDisposable
             }
         }
 
-        var isolation = spec.Isolation ?? Options.DefaultIsolation;
         var initPath = isolation == JobIsolation.None ? null : IsolationLaunch.InitPath
             ?? throw new JobStartException(JobStartFailure.IsolationFailed, $"Isolation ({isolation}) needs jobworker-init next to the application ({AppContext.BaseDirectory}); it is built with JobWorker.Core. Rebuild, or start the job without isolation.");
         var shimPath = ShimLaunch.ShimPath

@@ -42,6 +42,13 @@ public sealed record JobRunnerOptions
     /// <summary>Isolation for jobs whose spec does not choose. Default none.</summary>
     public JobIsolation DefaultIsolation { get; init; } = JobIsolation.None;
 
+    /// <summary>
+    /// The least isolation every job gets: a spec may add namespaces, never remove one of these. A spec (or
+    /// <see cref="DefaultIsolation"/>) below it gets it added, and <see cref="Job.Spec"/>, the job's record and its
+    /// status show what the job got. Default none.
+    /// </summary>
+    public JobIsolation RequiredIsolation { get; init; } = JobIsolation.None;
+
     /// <summary>What every job starts with instead of the server's own process state (rlimits, umask, OOM score, nice).</summary>
     public JobStartState StartState { get; init; } = new();
 

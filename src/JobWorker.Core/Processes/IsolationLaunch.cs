@@ -14,6 +14,8 @@ internal static class IsolationLaunch
     private const ulong CLONE_NEWNS = 0x00020000;
     private const ulong CLONE_NEWPID = 0x20000000;
     private const ulong CLONE_NEWNET = 0x40000000;
+    private const ulong CLONE_NEWIPC = 0x08000000;
+    private const ulong CLONE_NEWUTS = 0x04000000;
 
     private const string InitName = "jobworker-init";
 
@@ -25,7 +27,9 @@ internal static class IsolationLaunch
     public static ulong NamespaceFlags(JobIsolation isolation)
         => (isolation.HasFlag(JobIsolation.Pid) ? CLONE_NEWPID : 0)
             | (isolation.HasFlag(JobIsolation.Mount) ? CLONE_NEWNS : 0)
-            | (isolation.HasFlag(JobIsolation.Network) ? CLONE_NEWNET : 0);
+            | (isolation.HasFlag(JobIsolation.Network) ? CLONE_NEWNET : 0)
+            | (isolation.HasFlag(JobIsolation.Ipc) ? CLONE_NEWIPC : 0)
+            | (isolation.HasFlag(JobIsolation.Uts) ? CLONE_NEWUTS : 0);
 
     /// <summary>
     /// The init's command line: <c>jobworker-init FLAGS UID GID CWD HIDE N CANDIDATE... ARGV...</c>. FLAGS always has
@@ -37,6 +41,8 @@ internal static class IsolationLaunch
         var flags = (isolation.HasFlag(JobIsolation.Pid) ? "p" : string.Empty)
             + (isolation.HasFlag(JobIsolation.Mount) ? "m" : string.Empty)
             + (isolation.HasFlag(JobIsolation.Network) ? "n" : string.Empty)
+            + (isolation.HasFlag(JobIsolation.Ipc) ? "i" : string.Empty)
+            + (isolation.HasFlag(JobIsolation.Uts) ? "u" : string.Empty)
             + "k";
         var result = new List<string>(7 + candidates.Count + argv.Count)
         {

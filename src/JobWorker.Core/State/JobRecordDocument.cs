@@ -106,9 +106,37 @@ internal sealed class JobSpecDocument
     /// <summary>Omitted when no limit is set.</summary>
     public ResourceLimitsDocument? Limits { get; init; }
 
-    public JobIsolation? Isolation { get; init; }
+    /// <summary>
+    /// The namespaces by name (<c>"Pid, Mount"</c>, or <c>"None"</c>), never <c>"All"</c>: what a record says must
+    /// not change when <see cref="JobIsolation"/> gains a namespace. Records written before IPC and UTS existed say
+    /// <c>"All"</c> for PID, mount and network, and are read so.
+    /// </summary>
+    public string? Isolation { get; init; }
 
     public string? Owner { get; init; }
+
+    private static readonly JobIsolation[] Namespaces = [JobIsolation.Pid, JobIsolation.Mount, JobIsolation.Network, JobIsolation.Ipc, JobIsolation.Uts];
+
+    internal static string FormatIsolation(JobIsolation isolation)
+        => isolation == JobIsolation.None ? "None" : string.Join(", ", Namespaces.Where(n => isolation.HasFlag(n)));
+
+    internal static JobIsolation ParseIsolation(string text)
+    {
+        var result = JobIsolation.None;
+        foreach (var name in text.Split(',', StringSplitOptions.TrimEntries))
+        {
+            result |= name switch
+            {
+                "None" => JobIsolation.None,
+                "All" => JobIsolation.Pid | JobIsolation.Mount | JobIsolation.Network,
+                _ => Namespaces.FirstOrDefault(n => n.ToString() == name) is var flag && flag != JobIsolation.None
+                    ? flag
+                    : throw new JsonException($"isolation '{text}' names an unknown namespace '{name}'"),
+            };
+        }
+
+        return result;
+    }
 
     public static JobSpecDocument From(JobSpec spec) => new()
     {
@@ -117,7 +145,7 @@ internal sealed class JobSpecDocument
         Environment = new Dictionary<string, string>(spec.Environment, StringComparer.Ordinal),
         WorkingDirectory = spec.WorkingDirectory,
         Limits = spec.Limits.IsEmpty ? null : ResourceLimitsDocument.From(spec.Limits),
-        Isolation = spec.Isolation,
+        Isolation = spec.Isolation is { } isolation ? FormatIsolation(isolation) : null,
         Owner = spec.Owner,
     };
 
@@ -126,7 +154,7 @@ internal sealed class JobSpecDocument
         Environment = Environment,
         WorkingDirectory = WorkingDirectory,
         Limits = Limits?.ToLimits() ?? ResourceLimits.None,
-        Isolation = Isolation,
+        Isolation = Isolation is null ? null : ParseIsolation(Isolation),
         Owner = Owner,
     };
 }

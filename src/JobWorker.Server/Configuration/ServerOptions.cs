@@ -80,8 +80,25 @@ public sealed class ServerOptions
         Nice = JobNice,
     };
 
-    /// <summary>Isolation for jobs whose request does not choose: <c>None</c>, or a comma list of <c>Pid, Mount, Network</c>.</summary>
-    public JobIsolation DefaultIsolation { get; set; } = JobIsolation.None;
+    /// <summary>
+    /// The namespaces every job gets unless a careful operator says otherwise: its own processes, mounts (a private
+    /// <c>/tmp</c> and <c>/dev/shm</c>, the state directory hidden), IPC objects and host name, but the host's network,
+    /// which jobs often need. See docs/security.md.
+    /// </summary>
+    public const JobIsolation StandardIsolation = JobIsolation.Pid | JobIsolation.Mount | JobIsolation.Ipc | JobIsolation.Uts;
+
+    /// <summary>
+    /// Isolation for jobs whose request does not choose: <c>None</c>, or a comma list of <c>Pid, Mount, Network, Ipc,
+    /// Uts</c>. Default <see cref="StandardIsolation"/>.
+    /// </summary>
+    public JobIsolation DefaultIsolation { get; set; } = StandardIsolation;
+
+    /// <summary>
+    /// The least isolation every job gets, whatever its request says (an empty <c>isolation {}</c> included): a request
+    /// may add namespaces, never remove these. Requests below it are not refused; the job gets these namespaces added
+    /// and its status shows them. Default <see cref="StandardIsolation"/>; <c>None</c> lets requests turn isolation off.
+    /// </summary>
+    public JobIsolation RequiredIsolation { get; set; } = StandardIsolation;
 
     /// <summary>Running jobs one user may have at once; more answer ResourceExhausted. 0 = no cap.</summary>
     public int MaxRunningJobsPerUser { get; set; } = 100;
@@ -161,6 +178,14 @@ public sealed class ServerOptions
         if (MaxEnvironmentVariables < 0)
         {
             errors.Add($"{Section}:MaxEnvironmentVariables must not be negative");
+        }
+
+        foreach (var (name, isolation) in new[] { (nameof(DefaultIsolation), DefaultIsolation), (nameof(RequiredIsolation), RequiredIsolation) })
+        {
+            if ((isolation & ~JobIsolation.All) != 0)
+            {
+                errors.Add($"{Section}:{name} '{isolation}' has unknown flags; use None or a comma list of Pid, Mount, Network, Ipc, Uts");
+            }
         }
 
         ValidateJobStartState(errors);

@@ -182,6 +182,7 @@ public sealed class JobRunnerHost : IHostedLifecycleService, IAsyncDisposable
             Group = _options.JobGroup,
             DefaultStopGrace = _options.DefaultStopGrace,
             DefaultIsolation = _options.DefaultIsolation,
+            RequiredIsolation = _options.RequiredIsolation,
             StartState = _options.JobStartState(),
             Logger = _logger,
         });

@@ -306,7 +306,9 @@ public sealed class RequestValidator
     private static JobIsolation ToIsolation(Isolation isolation)
         => (isolation.Pid ? JobIsolation.Pid : JobIsolation.None)
             | (isolation.Mount ? JobIsolation.Mount : JobIsolation.None)
-            | (isolation.Network ? JobIsolation.Network : JobIsolation.None);
+            | (isolation.Network ? JobIsolation.Network : JobIsolation.None)
+            | (isolation.Ipc ? JobIsolation.Ipc : JobIsolation.None)
+            | (isolation.Uts ? JobIsolation.Uts : JobIsolation.None);
 
     private static void CheckNoNul(string field, string value)
     {

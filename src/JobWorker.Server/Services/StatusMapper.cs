@@ -48,6 +48,8 @@ public static class StatusMapper
                 Pid = isolation.HasFlag(JobIsolation.Pid),
                 Mount = isolation.HasFlag(JobIsolation.Mount),
                 Network = isolation.HasFlag(JobIsolation.Network),
+                Ipc = isolation.HasFlag(JobIsolation.Ipc),
+                Uts = isolation.HasFlag(JobIsolation.Uts),
             };
         }
 

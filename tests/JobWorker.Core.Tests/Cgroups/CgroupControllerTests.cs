@@ -303,6 +303,27 @@ public sealed class CgroupControllerTests
     }
 
     [Fact(Timeout = 60_000)]
+    public async Task PidsLimit_OneWithPidNamespace_JobRunsAndItsOwnLimitHolds()
+    {
+        // The namespace init is PID 1 for the job's whole life and is not counted against MaxProcesses: a limit of 1
+        // starts the program (which, counting the init, could never be forked) and still stops its first fork.
+        await using var t = TestRunner.Create();
+        RequireControllers(t, "pids");
+
+        var job = t.Runner.Start(new JobSpec(TestRunner.TestProcess, ["forkbomb", "3", "exit", "0"])
+        {
+            Limits = new() { MaxProcesses = 1 },
+            Isolation = JobIsolation.Pid,
+        });
+        var status = await job.Completion.WaitAsync(Ct);
+
+        Assert.Equal("forked 0 failed 3 errno 11\n", t.Output(job));
+        Assert.Equal(JobState.Exited, status.State);
+        Assert.Equal(1, job.Spec.Limits.MaxProcesses);
+        Assert.False(Directory.Exists(job.CgroupPath));
+    }
+
+    [Fact(Timeout = 60_000)]
     public async Task PidsLimit_ForkBombKeepsForking_ContainedAndStoppable()
     {
         await using var t = TestRunner.Create();

@@ -80,6 +80,16 @@ public sealed class CgroupTreeTests
         }
     }
 
+    [Theory]
+    [InlineData(0, "5")]
+    [InlineData(1, "6")]
+    public void LimitPlan_ExtraProcesses_AddedToPidsMax(int extra, string expected)
+    {
+        var plan = CgroupLimitPlan.Create(new ResourceLimits { MaxProcesses = 5 }, extraProcesses: extra);
+
+        Assert.Equal(("pids", "pids.max", expected, false), Assert.Single(plan.Writes));
+    }
+
     [Fact]
     public void LimitPlan_AllLimits_WritesExpectedFiles()
     {

@@ -26,6 +26,7 @@ public sealed partial class JobStartStateTests
     [Theory(Timeout = 60_000)]
     [InlineData(JobIsolation.None)]
     [InlineData(PidMount)]
+    [InlineData(JobIsolation.All)]
     public async Task Start_ServerThreadWithChangedState_JobStartsWithDefaults(JobIsolation isolation)
     {
         // Nice, scheduling policy, I/O priority, affinity and the session keyring are per thread, and the supervisor
@@ -84,6 +85,7 @@ public sealed partial class JobStartStateTests
     [Theory(Timeout = 60_000)]
     [InlineData(JobIsolation.None)]
     [InlineData(PidMount)]
+    [InlineData(JobIsolation.All)]
     public async Task Start_ConfiguredStartState_JobSeesConfiguredValues(JobIsolation isolation)
     {
         // A nice value below the server's own (0) needs a privilege the job's user lacks, and the job's user may not
@@ -146,6 +148,7 @@ public sealed partial class JobStartStateTests
     [Theory(Timeout = 60_000)]
     [InlineData(JobIsolation.None)]
     [InlineData(PidMount)]
+    [InlineData(JobIsolation.All)]
     public async Task Start_TwoRunningJobs_EachHasItsOwnSessionKeyring(JobIsolation isolation)
     {
         await using var t = TestRunner.Create();
@@ -176,9 +179,11 @@ public sealed partial class JobStartStateTests
 
         var output = await t.WaitForOutputAsync(job, "ready", Ct);
         var initEnvironment = await File.ReadAllBytesAsync($"/proc/{job.Pid}/environ", Ct);
-        var initCommandLine = Encoding.UTF8.GetString(await File.ReadAllBytesAsync($"/proc/{job.Pid}/cmdline", Ct));
+        var initName = (await File.ReadAllTextAsync($"/proc/{job.Pid}/comm", Ct)).TrimEnd('\n');
 
-        Assert.Equal("jobworker-init", initCommandLine.Split('\0')[0]);
+        // The init is a copy of the supervisor, not an exec (JW_SPAWN_INIT_IN_PROCESS): it has the supervisor's
+        // (empty) environment and its own name.
+        Assert.Equal("jobworker-init", initName);
         Assert.Empty(initEnvironment);
         Assert.Equal("GLIBC_TUNABLES=glibc.malloc.perturb=0\nLD_PRELOAD=\nready\n", output);
         await job.StopAsync(TimeSpan.Zero, Ct);

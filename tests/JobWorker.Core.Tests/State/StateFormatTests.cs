@@ -168,7 +168,7 @@ public sealed class StateFormatTests
         Assert.Equal(128L << 20, r.Spec.Limits.MemoryBytes);
         Assert.Null(r.Spec.Limits.MaxProcesses);
         Assert.Empty(r.Spec.Limits.Io);
-        Assert.Equal(JobIsolation.All, r.Spec.Isolation);
+        Assert.Equal(JobIsolation.Pid | JobIsolation.Mount | JobIsolation.Network, r.Spec.Isolation); // "All" before IPC and UTS existed
         Assert.Equal("CN=alice", r.Spec.Owner);
         Assert.Equal("req-1", r.RequestId);
         Assert.Equal(new DateTimeOffset(2026, 11, 29, 10, 0, 0, 123, TimeSpan.Zero).AddTicks(4567), r.CreatedAt);

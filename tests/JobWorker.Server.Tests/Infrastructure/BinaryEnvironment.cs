@@ -70,6 +70,10 @@ internal sealed partial class BinaryEnvironment : IAsyncDisposable
             "--state-dir", Path.Combine(Directory, "state"),
             "--user-dir-root", UserDirectoryRoot,
             "--grace", "00:00:01",
+            // Jobs here read and write the test's files under /tmp, which a mount namespace would replace; the
+            // isolation policy has tests of its own. A later flag in extraArgs wins.
+            "--default-isolation", "None",
+            "--required-isolation", "None",
             .. extraArgs ?? [],
         ];
         var start = new ProcessStartInfo

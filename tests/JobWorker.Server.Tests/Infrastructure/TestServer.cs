@@ -85,6 +85,10 @@ internal sealed class TestServer : IAsyncDisposable
                 // Most tests check what a stopping server does to its jobs; the tests of the default (jobs outlive
                 // the server) say so with "false".
                 ["JobWorker:StopJobsOnShutdown"] = "true",
+                // Most tests check the API, not the namespaces, and their jobs share the test's files and /tmp: they
+                // run without isolation. The tests of the isolation policy set these themselves.
+                ["JobWorker:DefaultIsolation"] = "None",
+                ["JobWorker:RequiredIsolation"] = "None",
                 ["Logging:LogLevel:Default"] = "Warning",
                 ["Logging:LogLevel:JobWorker"] = "Debug",
             };
