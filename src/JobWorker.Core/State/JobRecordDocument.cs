@@ -212,6 +212,8 @@ internal sealed class JobStatusDocument
 
     public long LogDroppedBytes { get; init; }
 
+    public int? LogErrno { get; init; }
+
     public static JobStatusDocument From(JobStatus status) => new()
     {
         State = status.State,
@@ -225,6 +227,7 @@ internal sealed class JobStatusDocument
         LogBytes = status.LogBytes,
         LogTruncated = status.LogTruncated,
         LogDroppedBytes = status.LogDroppedBytes,
+        LogErrno = status.LogErrno,
     };
 
     public JobStatus ToStatus() => new()
@@ -240,6 +243,7 @@ internal sealed class JobStatusDocument
         LogBytes = LogBytes,
         LogTruncated = LogTruncated,
         LogDroppedBytes = LogDroppedBytes,
+        LogErrno = LogErrno,
     };
 }
 
