@@ -65,6 +65,7 @@ public sealed class QuotaLedger
                 _users.Add(user, usage);
             }
 
+            SettleEnded(usage);
             if (quota.MaxRunningJobs > 0 && usage.Running >= quota.MaxRunningJobs)
             {
                 throw new RunningJobLimitException(
@@ -167,22 +168,51 @@ public sealed class QuotaLedger
     public void Ended(Job job)
     {
         ArgumentNullException.ThrowIfNull(job);
-        var bytes = job.Status.LogBytes;
         lock (_lock)
         {
-            if (!_jobs.TryGetValue(job.Id, out var entry) || entry.Ended)
-            {
-                return; // removed already (counted there), or counted already
-            }
-
-            var usage = _users[entry.User];
-            usage.Running--;
-            usage.RunningJobs.Remove(job);
-            entry.Ended = true;
-            entry.LogBytes = bytes;
-            usage.Retained++;
-            usage.RetainedBytes += bytes;
+            MoveToEnded(job);
         }
+    }
+
+    // Under the lock. A job whose final status is published has ended for its owner, even if its end has not
+    // reached Ended yet (it comes from a continuation): the user who saw it end must see it counted.
+    private void SettleEnded(UserUsage usage)
+    {
+        if (usage.RunningJobs.Count == 0)
+        {
+            return;
+        }
+
+        List<Job>? ended = null;
+        foreach (var job in usage.RunningJobs)
+        {
+            if (job.HasEnded)
+            {
+                (ended ??= []).Add(job);
+            }
+        }
+
+        foreach (var job in ended ?? [])
+        {
+            MoveToEnded(job);
+        }
+    }
+
+    private void MoveToEnded(Job job)
+    {
+        if (!_jobs.TryGetValue(job.Id, out var entry) || entry.Ended)
+        {
+            return; // removed already (counted there), or counted already
+        }
+
+        var bytes = job.Status.LogBytes; // the final status: no I/O
+        var usage = _users[entry.User];
+        usage.Running--;
+        usage.RunningJobs.Remove(job);
+        entry.Ended = true;
+        entry.LogBytes = bytes;
+        usage.Retained++;
+        usage.RetainedBytes += bytes;
     }
 
     /// <summary>The job and its log were removed.</summary>
@@ -217,6 +247,11 @@ public sealed class QuotaLedger
     {
         lock (_lock)
         {
+            if (_users.TryGetValue(user, out var settled))
+            {
+                SettleEnded(settled);
+            }
+
             return _users.TryGetValue(user, out var usage) ? (usage.Running, usage.Retained, usage.RetainedBytes) : (0, 0, 0);
         }
     }

@@ -17,6 +17,7 @@ internal sealed class RetentionSweeper : IAsyncDisposable
     private readonly ILogger _logger;
     private readonly CancellationTokenSource _stop = new();
     private Task? _loop;
+    private int _disposed;
 
     public RetentionSweeper(RetentionOptions options, JobRunnerHost host, ILogger logger)
     {
@@ -91,8 +92,14 @@ internal sealed class RetentionSweeper : IAsyncDisposable
         }
     }
 
+    /// <summary>Stops the periodic check and waits for a sweep in progress; later calls do nothing.</summary>
     public async ValueTask DisposeAsync()
     {
+        if (Interlocked.Exchange(ref _disposed, 1) != 0)
+        {
+            return;
+        }
+
         await _stop.CancelAsync().ConfigureAwait(false);
         if (_loop is not null)
         {
