@@ -1,4 +1,5 @@
 using System.Globalization;
+using JobWorker.Core.Output;
 using JobWorker.Server.Configuration;
 using JobWorker.Server.Errors;
 
@@ -41,10 +42,7 @@ public sealed class DiskWatermark
         long total;
         try
         {
-            // statvfs(2) of the directory itself: f_bavail and f_blocks, whatever mount it is on.
-            var drive = new DriveInfo(_stateDirectory);
-            free = drive.AvailableFreeSpace;
-            total = drive.TotalSize;
+            (free, total) = FileSystemSpace.Of(_stateDirectory);
         }
         catch (IOException)
         {
