@@ -138,6 +138,40 @@ public sealed class QuotaTests
         await alice.StopJobAsync(new StopJobRequest { JobId = running.JobId }, cancellationToken: Token);
     }
 
+    [Fact(Timeout = 60_000)]
+    public async Task Retention_JobExpiresWhileItsOutputIsBeingRead_RemovedAndTheReaderToldSo()
+    {
+        await using var server = await TestServer.StartAsync(new Dictionary<string, string?>
+        {
+            ["JobWorker:Retention:EndedJobs"] = "00:00:03",
+            ["JobWorker:Retention:CheckInterval"] = "00:00:00.100",
+        }, Token);
+        var alice = server.Client(TestServer.Alice);
+        var job = await server.StartTestProcessAsync(TestServer.Alice, "print", "16000000");
+        while ((await alice.GetJobAsync(new GetJobRequest { JobId = job.JobId }, cancellationToken: Token)).Job.State == JobState.Running)
+        {
+            await Task.Delay(20, Token);
+        }
+
+        // A reader that takes one chunk and then stops reading: the server's writer waits on HTTP/2 flow control.
+        using var call = alice.StreamOutput(new StreamOutputRequest { JobId = job.JobId }, cancellationToken: Token);
+        Assert.True(await call.ResponseStream.MoveNext(Token));
+        var gone = await WaitUntilGoneAsync(alice, job.JobId, TimeSpan.FromSeconds(20));
+        long received = 0;
+        var e = await Assert.ThrowsAsync<RpcException>(async () =>
+        {
+            while (await call.ResponseStream.MoveNext(Token))
+            {
+                received += call.ResponseStream.Current.Chunk?.Data.Length ?? 0;
+            }
+        });
+
+        Assert.True(gone, "a job whose output is being read must still be removed when it expires");
+        Assert.Equal(StatusCode.NotFound, e.StatusCode);
+        Assert.Equal($"job {job.JobId} was removed while its output was being read", e.Status.Detail);
+        Assert.True(received < 16_000_000, $"the reader got {received} bytes: the whole log, so the removal did not cut it");
+    }
+
     [Fact(Timeout = 120_000)]
     public async Task Kill9_ExpiredJobFoundAtStartUp_RemovedBeforeListeningWhileRunningJobAndOthersStay()
     {
