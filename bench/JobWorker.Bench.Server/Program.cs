@@ -22,6 +22,13 @@ if (!Environment.IsPrivilegedProcess)
     return 1;
 }
 
+// "quota [iterations]": the quota checks of one start, alone (QuotaCheckCost.cs).
+if (args.Length > 0 && args[0] == "quota")
+{
+    QuotaCheckCost.Run(Path.GetTempPath(), args.Length > 1 ? int.Parse(args[1], CultureInfo.InvariantCulture) : 100_000);
+    return 0;
+}
+
 // "start [iterations]": StartJob → the target's main(), against a bare unary call plus a C posix_spawn (see
 // StartLatency.cs). Otherwise: [unary calls] [stream MiB].
 var startMode = args.Length > 0 && args[0] == "start";

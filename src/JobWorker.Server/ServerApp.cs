@@ -6,6 +6,7 @@ using JobWorker.Pki;
 using JobWorker.Server.Configuration;
 using JobWorker.Server.Diagnostics;
 using JobWorker.Server.Hosting;
+using JobWorker.Server.Quotas;
 using JobWorker.Server.Security;
 using JobWorker.Server.Services;
 using Microsoft.AspNetCore.Hosting.Server;
@@ -67,6 +68,7 @@ public static class ServerApp
         configure?.Invoke(builder);
 
         var options = BindOptions(builder.Configuration);
+        var (quotas, retention, disk) = BindQuotaOptions(builder.Configuration);
         var ca = LoadCa(options);
         var serverCertificate = LoadServerCertificate(options, ca);
         // Built once: the chain and the key handle are reused by every handshake.
@@ -78,6 +80,11 @@ public static class ServerApp
         services.AddSingleton<ServerMetrics>();
         services.AddSingleton(new RequestValidator(options));
         services.AddSingleton(new StartRequestRegistry(options));
+        services.AddSingleton(quotas);
+        services.AddSingleton(retention);
+        services.AddSingleton(disk);
+        services.AddSingleton(new QuotaLedger(options, quotas, retention));
+        services.AddSingleton(new DiskWatermark(disk, options));
         services.AddSingleton<JobRunnerHost>();
         services.AddHostedService(sp => sp.GetRequiredService<JobRunnerHost>());
         services.AddSingleton(sp => new ClientCertificateValidator(
@@ -180,6 +187,26 @@ public static class ServerApp
 
         var errors = options.Validate();
         return errors.Count == 0 ? options : throw new StartupException("invalid configuration:\n  " + string.Join("\n  ", errors));
+    }
+
+    private static (QuotaOptions Quotas, RetentionOptions Retention, DiskOptions Disk) BindQuotaOptions(ConfigurationManager configuration)
+    {
+        QuotaOptions quotas;
+        RetentionOptions retention;
+        DiskOptions disk;
+        try
+        {
+            quotas = configuration.GetSection(QuotaOptions.Section).Get<QuotaOptions>() ?? new QuotaOptions();
+            retention = configuration.GetSection(RetentionOptions.Section).Get<RetentionOptions>() ?? new RetentionOptions();
+            disk = configuration.GetSection(DiskOptions.Section).Get<DiskOptions>() ?? new DiskOptions();
+        }
+        catch (InvalidOperationException e)
+        {
+            throw new StartupException($"invalid configuration: {e.Message}{(e.InnerException is { } inner ? " " + inner.Message : "")}", e);
+        }
+
+        var errors = quotas.Validate().Concat(retention.Validate()).Concat(disk.Validate()).ToList();
+        return errors.Count == 0 ? (quotas, retention, disk) : throw new StartupException("invalid configuration:\n  " + string.Join("\n  ", errors));
     }
 
     private static X509Certificate2 LoadCa(ServerOptions options)

@@ -46,4 +46,24 @@ public sealed class FormatTests
     [Fact]
     public void Escape_KeepLineFeeds_OnlyLineFeedsKept()
         => Assert.Equal("one\ntwo\\r\\e", TerminalText.Escape("one\ntwo\r\u001b", keepLineFeeds: true));
+
+    [Fact]
+    public void Describe_LogSealedByAFullDisk_SaysWhyAndHowMuchWasDropped()
+    {
+        var job = new JobWorker.Protocol.V1.JobStatus
+        {
+            JobId = "7d0c7a55-0d3c-4a43-9b59-4b2f0f6c1d11",
+            Command = "/bin/true",
+            State = JobWorker.Protocol.V1.JobState.Exited,
+            LogBytes = 1 << 20,
+            LogTruncated = true,
+            LogDroppedBytes = 3 << 20,
+            LogError = "No space left on device (ENOSPC)",
+        };
+
+        var text = JobTable.Describe(job, DateTimeOffset.UtcNow);
+
+        var output = text.Split('\n').Single(line => line.StartsWith("Output:", StringComparison.Ordinal));
+        Assert.Equal("1 MiB (log truncated: No space left on device (ENOSPC); 3 MiB dropped)", output["Output:".Length..].TrimStart());
+    }
 }

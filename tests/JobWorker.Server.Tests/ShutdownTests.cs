@@ -139,6 +139,28 @@ public sealed partial class ShutdownTests
     }
 
     [Fact(Timeout = 60_000)]
+    public async Task Binary_InvalidQuotaRetentionAndDiskSettings_RefusesNamingEachSetting()
+    {
+        await using var env = await BinaryEnvironment.CreateAsync();
+        using var process = env.Start(extraArgs:
+        [
+            "--JobWorker:Quotas:Roles:root:MaxRunningJobs=1",
+            "--JobWorker:Quotas:Users:alice:MaxLogBytes=-1",
+            "--JobWorker:Retention:EndedJobs=-00:01:00",
+            "--JobWorker:Disk:MinFreePercent=150",
+        ]);
+
+        await process.WaitForExitAsync(Token);
+
+        Assert.Equal(1, process.ExitCode);
+        Assert.Contains("JobWorker:Quotas:Roles:root: 'root' is not a role; the roles are 'user' and 'admin'", env.Output, StringComparison.Ordinal);
+        Assert.Contains("JobWorker:Quotas:Users:alice:MaxLogBytes must be 0 (no quota) or positive (is -1)", env.Output, StringComparison.Ordinal);
+        Assert.Contains("JobWorker:Retention:EndedJobs must be positive", env.Output, StringComparison.Ordinal);
+        Assert.Contains("JobWorker:Disk:MinFreePercent must be at least 0 (off) and below 100 (is 150)", env.Output, StringComparison.Ordinal);
+        Assert.DoesNotContain("Listening for gRPC", env.Output, StringComparison.Ordinal);
+    }
+
+    [Fact(Timeout = 60_000)]
     public async Task Binary_MissingCertificates_RefusesNamingTheFile()
     {
         await using var env = await BinaryEnvironment.CreateAsync();

@@ -170,11 +170,58 @@ public sealed class UnitTests
     }
 
     [Fact]
+    public void QuotaRetentionDiskOptions_Invalid_EveryProblemNamed()
+    {
+        var quotas = new QuotaOptions
+        {
+            Default = new QuotaLimits { MaxRetainedJobs = -1 },
+            Roles = { ["root"] = new QuotaLimits(), ["admin"] = new QuotaLimits { MaxLogBytes = -5 } },
+            Users = { ["alice"] = new QuotaLimits { MaxRunningJobs = -2 } },
+        }.Validate();
+        var retention = new RetentionOptions { EndedJobs = TimeSpan.Zero, CheckInterval = TimeSpan.Zero }.Validate();
+        var disk = new DiskOptions { MinFreePercent = 100, MinFreeBytes = -1 }.Validate();
+
+        Assert.Equal(
+            [
+                "JobWorker:Quotas:Default:MaxRetainedJobs must be 0 (no quota) or positive (is -1)",
+                "JobWorker:Quotas:Roles:root: 'root' is not a role; the roles are 'user' and 'admin'",
+                "JobWorker:Quotas:Roles:admin:MaxLogBytes must be 0 (no quota) or positive (is -5)",
+                "JobWorker:Quotas:Users:alice:MaxRunningJobs must be 0 (no quota) or positive (is -2)",
+            ],
+            quotas);
+        Assert.Equal(2, retention.Count);
+        Assert.StartsWith("JobWorker:Retention:EndedJobs must be positive", retention[0], StringComparison.Ordinal);
+        Assert.StartsWith("JobWorker:Retention:CheckInterval", retention[1], StringComparison.Ordinal);
+        Assert.Equal(["JobWorker:Disk:MinFreePercent must be at least 0 (off) and below 100 (is 100)", "JobWorker:Disk:MinFreeBytes must be 0 (off) or positive (is -1)"], disk);
+        Assert.Empty(new QuotaOptions().Validate());
+        Assert.Empty(new RetentionOptions { EndedJobs = null }.Validate());
+        Assert.Empty(new DiskOptions().Validate());
+    }
+
+    [Fact]
+    public void QuotaOptions_Resolve_UserOverRoleOverDefaultPerLimit()
+    {
+        var quotas = new QuotaOptions
+        {
+            Default = new QuotaLimits { MaxRetainedJobs = 10, MaxLogBytes = 1000 },
+            Roles = { ["admin"] = new QuotaLimits { MaxRetainedJobs = 0, MaxRunningJobs = 7 } },
+            Users = { ["carol"] = new QuotaLimits { MaxLogBytes = 5 } },
+        };
+
+        var carol = quotas.Resolve("carol", "admin", maxRunningJobsPerUser: 100);
+        var dave = quotas.Resolve("dave", "user", maxRunningJobsPerUser: 100);
+
+        Assert.Equal(new EffectiveQuota(7, "JobWorker:Quotas:Roles:admin:MaxRunningJobs", 0, "JobWorker:Quotas:Roles:admin:MaxRetainedJobs", 5, "JobWorker:Quotas:Users:carol:MaxLogBytes"), carol);
+        Assert.Equal(new EffectiveQuota(100, "JobWorker:MaxRunningJobsPerUser", 10, "JobWorker:Quotas:Default:MaxRetainedJobs", 1000, "JobWorker:Quotas:Default:MaxLogBytes"), dave);
+    }
+
+    [Fact]
     public void ToStatus_KnownExceptions_MappedAndUnknownHidden()
     {
         Assert.Equal(StatusCode.InvalidArgument, ErrorInterceptor.ToStatus(new InvalidRequestException("args[0]", "bad"), false).StatusCode);
         Assert.Equal(StatusCode.NotFound, ErrorInterceptor.ToStatus(new JobNotFoundException("x"), false).StatusCode);
         Assert.Equal(StatusCode.ResourceExhausted, ErrorInterceptor.ToStatus(new RunningJobLimitException("x"), false).StatusCode);
+        Assert.Equal(StatusCode.ResourceExhausted, ErrorInterceptor.ToStatus(new QuotaExceededException("x"), false).StatusCode);
         Assert.Equal(StatusCode.FailedPrecondition, ErrorInterceptor.ToStatus(new JobStillRunningException("x"), false).StatusCode);
         Assert.Equal(StatusCode.FailedPrecondition, ErrorInterceptor.ToStatus(new CgroupControllerUnavailableException("memory", "no memory controller"), false).StatusCode);
         Assert.Equal(StatusCode.FailedPrecondition, ErrorInterceptor.ToStatus(new JobStartException(JobStartFailure.ExecutableNotFound, "not found"), false).StatusCode);

@@ -78,7 +78,11 @@ internal static class JobTable
         }
 
         var output = HumanFormat.Bytes(job.LogBytes);
-        if (job.LogTruncated)
+        if (job.LogError.Length > 0)
+        {
+            output += $" (log truncated: {TerminalText.Escape(job.LogError)}; {HumanFormat.Bytes(job.LogDroppedBytes)} dropped)";
+        }
+        else if (job.LogTruncated)
         {
             output += $" (log full: {HumanFormat.Bytes(job.LogDroppedBytes)} dropped)";
         }

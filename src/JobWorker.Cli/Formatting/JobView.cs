@@ -37,6 +37,8 @@ internal sealed class JobView
     public bool LogTruncated { get; init; }
 
     public long LogDroppedBytes { get; init; }
+
+    public string? LogError { get; init; }
 }
 
 internal sealed class LimitsView

@@ -55,6 +55,7 @@ internal static class JobViewMapper
         LogBytes = job.LogBytes,
         LogTruncated = job.LogTruncated,
         LogDroppedBytes = job.LogDroppedBytes,
+        LogError = job.LogError.Length > 0 ? job.LogError : null,
     };
 
     public static string StateName(JobState state) => state switch

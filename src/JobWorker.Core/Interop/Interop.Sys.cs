@@ -27,6 +27,27 @@ internal static partial class Interop
         [LibraryImport(Libraries.Libc, EntryPoint = "getpid")]
         internal static partial int GetPid();
 
+        /// <summary>glibc's <c>struct statvfs</c> on 64-bit Linux.</summary>
+        [StructLayout(LayoutKind.Sequential)]
+        internal unsafe struct StatVfsBuffer
+        {
+            public ulong BlockSize;
+            public ulong FragmentSize;
+            public ulong Blocks;
+            public ulong BlocksFree;
+            public ulong BlocksAvailable;
+            public ulong Files;
+            public ulong FilesFree;
+            public ulong FilesAvailable;
+            public ulong FileSystemId;
+            public ulong Flags;
+            public ulong NameMax;
+            public fixed int Spare[6];
+        }
+
+        [LibraryImport(Libraries.Libc, EntryPoint = "statvfs", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
+        internal static partial int StatVfs(string path, out StatVfsBuffer buffer);
+
         internal const int RLIMIT_NOFILE = 7;
 
         [StructLayout(LayoutKind.Sequential)]

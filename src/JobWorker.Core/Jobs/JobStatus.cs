@@ -36,6 +36,15 @@ public sealed record JobStatus
     /// <summary>Bytes of output discarded (see <see cref="LogTruncated"/>).</summary>
     public long LogDroppedBytes { get; init; }
 
+    /// <summary>
+    /// The error that stopped the log from storing output before its cap (<c>ENOSPC</c>: the file system was full),
+    /// or <see langword="null"/>. Known once the job has ended. The log keeps an exact prefix of the output.
+    /// </summary>
+    public int? LogErrno { get; init; }
+
+    /// <summary>What <see cref="LogErrno"/> means, such as <c>No space left on device (ENOSPC)</c>; null without one.</summary>
+    public string? LogError => LogErrno is { } errno ? Interop.Describe(errno) : null;
+
     /// <summary>Whether the job has ended.</summary>
     public bool HasEnded => State != JobState.Running;
 }

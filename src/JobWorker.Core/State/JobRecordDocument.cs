@@ -240,6 +240,8 @@ internal sealed class JobStatusDocument
 
     public long LogDroppedBytes { get; init; }
 
+    public int? LogErrno { get; init; }
+
     public static JobStatusDocument From(JobStatus status) => new()
     {
         State = status.State,
@@ -253,6 +255,7 @@ internal sealed class JobStatusDocument
         LogBytes = status.LogBytes,
         LogTruncated = status.LogTruncated,
         LogDroppedBytes = status.LogDroppedBytes,
+        LogErrno = status.LogErrno,
     };
 
     public JobStatus ToStatus() => new()
@@ -268,6 +271,7 @@ internal sealed class JobStatusDocument
         LogBytes = LogBytes,
         LogTruncated = LogTruncated,
         LogDroppedBytes = LogDroppedBytes,
+        LogErrno = LogErrno,
     };
 }
 

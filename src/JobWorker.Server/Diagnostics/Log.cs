@@ -56,4 +56,10 @@ internal static partial class Log
 
     [LoggerMessage(30, LogLevel.Information, "{User} repeated start request {RequestId}: job {JobId} already started, nothing run again")]
     public static partial void JobStartRepeated(ILogger logger, string user, Guid jobId, string requestId);
+
+    [LoggerMessage(130, LogLevel.Information, "Removed job {JobId} of {Owner}: it ended at {EndedAt}, longer ago than the retention time {Retention} (JobWorker:Retention:EndedJobs)")]
+    public static partial void JobExpired(ILogger logger, Guid jobId, string owner, DateTimeOffset endedAt, TimeSpan retention);
+
+    [LoggerMessage(131, LogLevel.Warning, "Could not remove expired job {JobId}; retried at the next check")]
+    public static partial void JobExpiryFailed(ILogger logger, Exception exception, Guid jobId);
 }

@@ -3,6 +3,7 @@ using JobWorker.Pki;
 using JobWorker.Server.Configuration;
 using JobWorker.Server.Diagnostics;
 using JobWorker.Server.Errors;
+using JobWorker.Server.Quotas;
 using JobWorker.Server.Services;
 using Microsoft.Extensions.Options;
 
@@ -10,8 +11,9 @@ namespace JobWorker.Server.Hosting;
 
 /// <summary>
 /// Owns the server's <see cref="JobRunner"/>: creates it before Kestrel starts listening (so a server that cannot
-/// create its cgroup subtree never accepts a connection), enforces the per-user cap on running jobs, and at
-/// shutdown refuses new jobs and stops every job within its grace before Kestrel drains the last streams.
+/// create its cgroup subtree never accepts a connection), enforces the per-user quotas and the disk watermark on
+/// starts, removes expired ended jobs, and at shutdown refuses new jobs and stops every job within its grace before
+/// Kestrel drains the last streams.
 /// </summary>
 public sealed class JobRunnerHost : IHostedLifecycleService, IAsyncDisposable
 {
@@ -19,18 +21,24 @@ public sealed class JobRunnerHost : IHostedLifecycleService, IAsyncDisposable
     private readonly ServerMetrics _metrics;
     private readonly StartRequestRegistry _requests;
     private readonly ILogger<JobRunnerHost> _logger;
-    private readonly Dictionary<string, int> _running = new(StringComparer.Ordinal);
+    private readonly QuotaLedger _quotas;
+    private readonly DiskWatermark _disk;
+    private readonly RetentionOptions _retention;
     private readonly Lock _lock = new();
     private JobRunner? _runner;
+    private RetentionSweeper? _sweeper;
     private volatile bool _stopping;
     private int _disposed;
     private int _streams;
     private TaskCompletionSource? _streamsDrained;
 
-    public JobRunnerHost(IOptions<ServerOptions> options, ServerMetrics metrics, StartRequestRegistry requests, ILogger<JobRunnerHost> logger)
+    public JobRunnerHost(IOptions<ServerOptions> options, ServerMetrics metrics, StartRequestRegistry requests, QuotaLedger quotas, DiskWatermark disk, RetentionOptions retention, ILogger<JobRunnerHost> logger)
     {
         ArgumentNullException.ThrowIfNull(options);
         _options = options.Value;
+        _quotas = quotas;
+        _disk = disk;
+        _retention = retention;
         _requests = requests;
         _metrics = metrics;
         _logger = logger;
@@ -42,12 +50,13 @@ public sealed class JobRunnerHost : IHostedLifecycleService, IAsyncDisposable
     /// <summary>Whether shutdown has begun (new jobs are refused).</summary>
     public bool IsStopping => _stopping;
 
-    /// <summary>Starts a job for <paramref name="caller"/>, counting it against the caller's running-job cap.</summary>
+    /// <summary>Starts a job for <paramref name="caller"/>, counting it against the caller's quotas.</summary>
     /// <param name="spec">The job.</param>
     /// <param name="caller">Who starts it.</param>
     /// <param name="cancellationToken">Checked last before the spawn (the caller gave up, or its deadline passed);
     /// the spawn itself is not cancellable once begun.</param>
-    /// <exception cref="RunningJobLimitException">The caller is at the cap.</exception>
+    /// <exception cref="RunningJobLimitException">The caller is at the running-job quota.</exception>
+    /// <exception cref="QuotaExceededException">The caller is at another quota, or the log file system is below its watermark.</exception>
     /// <exception cref="ServerShuttingDownException">The server is stopping.</exception>
     /// <param name="request">The request id and its request's fingerprint, recorded with the job so a restarted
     /// server still recognizes a retry; or null.</param>
@@ -61,12 +70,18 @@ public sealed class JobRunnerHost : IHostedLifecycleService, IAsyncDisposable
             throw new ServerShuttingDownException("the server is shutting down and accepts no new jobs");
         }
 
-        Reserve(caller.User);
+        _quotas.Reserve(caller);
         Job job;
         try
         {
+            _disk.Check();
             cancellationToken.ThrowIfCancellationRequested();
             job = Runner.Start(spec, request?.Id, request?.Fingerprint);
+        }
+        catch (QuotaExceededException)
+        {
+            Release(caller.User);
+            throw;
         }
         catch (OperationCanceledException)
         {
@@ -92,6 +107,7 @@ public sealed class JobRunnerHost : IHostedLifecycleService, IAsyncDisposable
             throw;
         }
 
+        _quotas.Started(caller.User, job);
         _metrics.JobStarted();
         _ = WatchAsync(job, caller.User);
         return job;
@@ -107,46 +123,31 @@ public sealed class JobRunnerHost : IHostedLifecycleService, IAsyncDisposable
         return new StreamRegistration(this);
     }
 
-    /// <summary>Running jobs of <paramref name="user"/> as counted for the cap.</summary>
-    public int RunningJobs(string user)
+    /// <summary>Running jobs of <paramref name="user"/> as counted for the quota.</summary>
+    public int RunningJobs(string user) => _quotas.UsageOf(user).Running;
+
+    /// <summary>Removes an ended job and its log, and stops counting it against its owner's quotas.</summary>
+    /// <exception cref="InvalidOperationException">The job is still running.</exception>
+    /// <exception cref="IOException">The job's directory could not be removed (it is no longer listed).</exception>
+    public void Remove(Job job)
     {
-        lock (_lock)
+        ArgumentNullException.ThrowIfNull(job);
+        if (!job.HasEnded)
         {
-            return _running.GetValueOrDefault(user);
+            throw new InvalidOperationException($"Job {job.Id} is still running; stop it first.");
+        }
+
+        try
+        {
+            Runner.Remove(job);
+        }
+        finally
+        {
+            _quotas.Removed(job);
         }
     }
 
-    private void Reserve(string user)
-    {
-        lock (_lock)
-        {
-            var count = _running.GetValueOrDefault(user);
-            var cap = _options.MaxRunningJobsPerUser;
-            if (cap > 0 && count >= cap)
-            {
-                throw new RunningJobLimitException(
-                    $"user '{user}' already has {count} running jobs, the most allowed (MaxRunningJobsPerUser); stop one or wait for one to end");
-            }
-
-            _running[user] = count + 1;
-        }
-    }
-
-    private void Release(string user)
-    {
-        lock (_lock)
-        {
-            var count = _running.GetValueOrDefault(user) - 1;
-            if (count <= 0)
-            {
-                _running.Remove(user);
-            }
-            else
-            {
-                _running[user] = count;
-            }
-        }
-    }
+    private void Release(string user) => _quotas.Unreserve(user);
 
     private async Task WatchAsync(Job job, string user)
     {
@@ -162,7 +163,7 @@ public sealed class JobRunnerHost : IHostedLifecycleService, IAsyncDisposable
         }
         finally
         {
-            Release(user);
+            _quotas.Ended(job);
             _metrics.JobEnded();
         }
     }
@@ -191,18 +192,19 @@ public sealed class JobRunnerHost : IHostedLifecycleService, IAsyncDisposable
         // Request ids survive a restart: a retry that reaches this server returns the job an earlier one started.
         _requests.Remember(_runner.Jobs);
 
-        // Jobs re-attached from the state directory count against their owners' caps like new ones.
-        foreach (var job in _runner.Jobs.Where(j => !j.HasEnded))
+        // Jobs found in the state directory count against their owners' quotas like new ones: the running ones
+        // until they end, the ended ones until they are removed.
+        foreach (var job in _runner.Jobs)
         {
-            var owner = job.Spec.Owner ?? string.Empty;
-            lock (_lock)
+            if (!_quotas.Recovered(job))
             {
-                _running[owner] = _running.GetValueOrDefault(owner) + 1;
+                _ = WatchAsync(job, job.Spec.Owner ?? string.Empty);
             }
-
-            _ = WatchAsync(job, owner);
         }
 
+        // Expired jobs go before the server listens: no client ever sees one.
+        _sweeper = new RetentionSweeper(_retention, this, _logger);
+        _sweeper.Start();
         return Task.CompletedTask;
     }
 
@@ -216,6 +218,11 @@ public sealed class JobRunnerHost : IHostedLifecycleService, IAsyncDisposable
     public async Task StoppingAsync(CancellationToken cancellationToken)
     {
         _stopping = true;
+        if (_sweeper is { } sweeper)
+        {
+            await sweeper.DisposeAsync().ConfigureAwait(false);
+        }
+
         if (_runner is { } runner && Volatile.Read(ref _disposed) == 0)
         {
             var running = runner.Jobs.Count(j => !j.HasEnded);
@@ -279,6 +286,11 @@ public sealed class JobRunnerHost : IHostedLifecycleService, IAsyncDisposable
     public async ValueTask DisposeAsync()
     {
         _stopping = true;
+        if (_sweeper is { } sweeper)
+        {
+            await sweeper.DisposeAsync().ConfigureAwait(false);
+        }
+
         await DisposeRunnerAsync().ConfigureAwait(false);
     }
 

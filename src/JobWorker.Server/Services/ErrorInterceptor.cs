@@ -64,6 +64,7 @@ public sealed class ErrorInterceptor : Interceptor
             JobNotFoundException => new(StatusCode.NotFound, exception.Message),
             UnauthenticatedException => new(StatusCode.Unauthenticated, exception.Message),
             RunningJobLimitException => new(StatusCode.ResourceExhausted, exception.Message),
+            QuotaExceededException => new(StatusCode.ResourceExhausted, exception.Message),
             JobStillRunningException => new(StatusCode.FailedPrecondition, exception.Message),
             RequestIdReusedException => new(StatusCode.AlreadyExists, exception.Message),
             CgroupControllerUnavailableException => new(StatusCode.FailedPrecondition, exception.Message),

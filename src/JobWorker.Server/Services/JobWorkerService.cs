@@ -183,7 +183,7 @@ public sealed class JobWorkerService : Proto.JobWorker.JobWorkerBase
         {
             // The runner alone decides whether the job has ended (its final status is published), so a client
             // that received the final status is never told the job still runs.
-            _host.Runner.Remove(job);
+            _host.Remove(job);
         }
         catch (InvalidOperationException e)
         {

@@ -35,6 +35,7 @@ public static class StatusMapper
             LogBytes = status.LogBytes,
             LogTruncated = status.LogTruncated,
             LogDroppedBytes = status.LogDroppedBytes,
+            LogError = status.LogError ?? "",
         };
         result.Args.AddRange(spec.Arguments);
         SetIfPresent(status.ExitCode, v => result.ExitCode = v);

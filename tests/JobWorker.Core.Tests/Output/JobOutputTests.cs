@@ -136,6 +136,8 @@ public sealed class JobOutputTests
         Assert.Equal(JobState.Exited, status.State);
         Assert.Equal(3, status.ExitCode);
         Assert.True(status.LogTruncated);
+        Assert.Equal(28, status.LogErrno); // ENOSPC
+        Assert.Equal("No space left on device (ENOSPC)", status.LogError);
         Assert.InRange(status.LogBytes, 1, 512 * 1024);
         Assert.Equal(Written, status.LogBytes + status.LogDroppedBytes);
         Assert.Equal(TestProcessPrint(Written).AsSpan(0, (int)status.LogBytes).ToArray(), output);
