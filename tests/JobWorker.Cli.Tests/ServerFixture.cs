@@ -56,6 +56,13 @@ public sealed class ServerFixture : IAsyncLifetime
             ["JobWorker:StateDirectory"] = Path.Combine(Directory, "logs"),
             ["JobWorker:DefaultStopGrace"] = "00:00:02",
             ["JobWorker:StopJobsOnShutdown"] = "true",
+            // No rate or stream limits unless a test sets its own: bursts of starts and followers are what many tests do.
+            ["RateLimits:User:StartJobBurst"] = "0",
+            ["RateLimits:User:StartJobsPerSecond"] = "0",
+            ["RateLimits:User:MaxOpenStreams"] = "0",
+            ["RateLimits:Admin:StartJobBurst"] = "0",
+            ["RateLimits:Admin:StartJobsPerSecond"] = "0",
+            ["RateLimits:Admin:MaxOpenStreams"] = "0",
             ["Logging:LogLevel:Default"] = "Warning",
         };
         _app = ServerApp.Build([], builder =>

@@ -1,3 +1,5 @@
+using System.Text;
+using Google.Protobuf.Collections;
 using Google.Protobuf.WellKnownTypes;
 using JobWorker.Core.Jobs;
 using Proto = JobWorker.Protocol.V1;
@@ -7,9 +9,21 @@ namespace JobWorker.Server.Services;
 /// <summary>Turns Core's job and status into the wire's <see cref="Proto.JobStatus"/>.</summary>
 public static class StatusMapper
 {
+    /// <summary>Most UTF-8 bytes of args a ListJobs entry carries; GetJob returns them all.</summary>
+    public const int ListArgsByteLimit = 1024;
+
     public static Proto.JobStatus ToProto(Job job) => ToProto(job, job.Status);
 
-    public static Proto.JobStatus ToProto(Job job, JobStatus status)
+    /// <summary>A ListJobs entry: the status with at most <see cref="ListArgsByteLimit"/> bytes of args.</summary>
+    public static Proto.JobStatus ToListEntry(Job job)
+    {
+        ArgumentNullException.ThrowIfNull(job);
+        return ToProto(job, job.Status, ListArgsByteLimit);
+    }
+
+    public static Proto.JobStatus ToProto(Job job, JobStatus status) => ToProto(job, status, argsByteLimit: null);
+
+    private static Proto.JobStatus ToProto(Job job, JobStatus status, int? argsByteLimit)
     {
         ArgumentNullException.ThrowIfNull(job);
         ArgumentNullException.ThrowIfNull(status);
@@ -36,7 +50,15 @@ public static class StatusMapper
             LogTruncated = status.LogTruncated,
             LogDroppedBytes = status.LogDroppedBytes,
         };
-        result.Args.AddRange(spec.Arguments);
+        if (argsByteLimit is { } limit)
+        {
+            result.ArgsTruncated = AddArgsPrefix(result.Args, spec.Arguments, limit);
+        }
+        else
+        {
+            result.Args.AddRange(spec.Arguments);
+        }
+
         SetIfPresent(status.ExitCode, v => result.ExitCode = v);
         SetIfPresent(status.Signal, v => result.Signal = v);
         SetIfPresent(status.EndedAt, ended => result.EndedAt = Timestamp.FromDateTimeOffset(ended));
@@ -52,6 +74,57 @@ public static class StatusMapper
         }
 
         return result;
+    }
+
+    /// <summary>
+    /// Adds whole arguments while they fit in <paramref name="limit"/> UTF-8 bytes, then the part of the next one that
+    /// fits (cut at a character boundary); returns whether anything was left out.
+    /// </summary>
+    internal static bool AddArgsPrefix(RepeatedField<string> target, IReadOnlyList<string> arguments, int limit)
+    {
+        var used = 0;
+        foreach (var argument in arguments)
+        {
+            // UTF-8 needs at most 3 bytes per UTF-16 char: short arguments skip the count.
+            var size = argument.Length * 3 <= limit - used ? -1 : Encoding.UTF8.GetByteCount(argument);
+            if (size < 0 || used + size <= limit)
+            {
+                target.Add(argument);
+                used += size < 0 ? Encoding.UTF8.GetByteCount(argument) : size;
+                continue;
+            }
+
+            var cut = Utf8Prefix(argument, limit - used);
+            if (cut > 0)
+            {
+                target.Add(argument[..cut]);
+            }
+
+            return true;
+        }
+
+        return false;
+    }
+
+    /// <summary>The number of chars of <paramref name="text"/> whose UTF-8 form fits in <paramref name="bytes"/>.</summary>
+    private static int Utf8Prefix(string text, int bytes)
+    {
+        var used = 0;
+        var i = 0;
+        while (i < text.Length)
+        {
+            int chars = char.IsHighSurrogate(text[i]) && i + 1 < text.Length && char.IsLowSurrogate(text[i + 1]) ? 2 : 1;
+            int size = chars == 2 ? 4 : text[i] < 0x80 ? 1 : text[i] < 0x800 ? 2 : 3;
+            if (used + size > bytes)
+            {
+                break;
+            }
+
+            used += size;
+            i += chars;
+        }
+
+        return i;
     }
 
     private static Proto.ResourceLimits ToProto(ResourceLimits limits)
