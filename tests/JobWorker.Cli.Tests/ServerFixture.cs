@@ -24,6 +24,9 @@ public sealed class ServerFixture : IAsyncLifetime
 
     public string Directory => _directory.Path;
 
+    /// <summary>Settings over the fixture's defaults (for a server a test starts itself).</summary>
+    public Dictionary<string, string?> Settings { get; init; } = [];
+
     public DevPkiLayout Pki { get; private set; } = null!;
 
     public Uri Address { get; private set; } = null!;
@@ -65,6 +68,11 @@ public sealed class ServerFixture : IAsyncLifetime
             ["RateLimits:Admin:MaxOpenStreams"] = "0",
             ["Logging:LogLevel:Default"] = "Warning",
         };
+        foreach (var (key, value) in Settings)
+        {
+            config[key] = value;
+        }
+
         _app = ServerApp.Build([], builder =>
         {
             builder.Configuration.AddInMemoryCollection(config);

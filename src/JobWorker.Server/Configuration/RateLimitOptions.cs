@@ -31,20 +31,23 @@ public sealed class RoleRateLimits
     /// <summary>StartJob calls a user may make at once before the rate applies (a token bucket's size). 0 = no limit.</summary>
     public int StartJobBurst { get; set; }
 
-    /// <summary>StartJob calls per second a user may make on average (the bucket's refill). 0 = no limit.</summary>
-    public int StartJobsPerSecond { get; set; }
+    /// <summary>StartJob calls per second a user may make on average (the bucket's refill; 0.1 = one per 10 s). 0 = no limit.</summary>
+    public double StartJobsPerSecond { get; set; }
 
     /// <summary>StreamOutput calls (<c>worker logs</c>, <c>run</c>) a user may have open at once. 0 = no limit.</summary>
     public int MaxOpenStreams { get; set; }
+
+    /// <summary>The slowest refill accepted: one start a day.</summary>
+    public const double MinStartJobsPerSecond = 1.0 / 86_400;
 
     /// <summary>Whether StartJob is rate limited.</summary>
     public bool LimitsStartJob => StartJobBurst > 0 && StartJobsPerSecond > 0;
 
     internal void Validate(string prefix, List<string> errors)
     {
-        foreach (var (name, value) in new[] { (nameof(StartJobBurst), StartJobBurst), (nameof(StartJobsPerSecond), StartJobsPerSecond), (nameof(MaxOpenStreams), MaxOpenStreams) })
+        foreach (var (name, value) in new[] { (nameof(StartJobBurst), (double)StartJobBurst), (nameof(StartJobsPerSecond), StartJobsPerSecond), (nameof(MaxOpenStreams), MaxOpenStreams) })
         {
-            if (value < 0)
+            if (value < 0 || !double.IsFinite(value))
             {
                 errors.Add($"{prefix}:{name} must be 0 (no limit) or positive (is {value})");
             }
@@ -53,6 +56,10 @@ public sealed class RoleRateLimits
         if ((StartJobBurst == 0) != (StartJobsPerSecond == 0))
         {
             errors.Add($"{prefix}: set both StartJobBurst and StartJobsPerSecond, or both to 0 for no StartJob rate limit (are {StartJobBurst} and {StartJobsPerSecond})");
+        }
+        else if (StartJobsPerSecond > 0 && StartJobsPerSecond < MinStartJobsPerSecond)
+        {
+            errors.Add($"{prefix}:StartJobsPerSecond ({StartJobsPerSecond}) must be at least {MinStartJobsPerSecond} (one start a day), or 0 for no limit");
         }
         else if (StartJobsPerSecond > StartJobBurst)
         {

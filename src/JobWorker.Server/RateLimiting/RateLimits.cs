@@ -43,9 +43,10 @@ public static class RateLimits
                 return limits is { LimitsStartJob: true }
                     ? RateLimitPartition.GetTokenBucketLimiter(caller!, _ => new TokenBucketRateLimiterOptions
                     {
+                        // One token per 1/rate seconds: any rate, not only whole starts per second.
                         TokenLimit = limits.StartJobBurst,
-                        TokensPerPeriod = limits.StartJobsPerSecond,
-                        ReplenishmentPeriod = TimeSpan.FromSeconds(1),
+                        TokensPerPeriod = 1,
+                        ReplenishmentPeriod = TimeSpan.FromSeconds(1 / limits.StartJobsPerSecond),
                         QueueLimit = 0,
                         AutoReplenishment = true,
                     })
@@ -100,7 +101,7 @@ public static class RateLimits
         var retryAfter = context.Lease.TryGetMetadata(MetadataName.RetryAfter, out var after) ? after : StreamRetryAfter;
         var seconds = Math.Max(1, (long)Math.Ceiling(retryAfter.TotalSeconds));
         var message = policy == StartJobPolicy
-            ? $"user '{caller.User}' starts jobs faster than allowed ({limits.StartJobBurst} at once, then {limits.StartJobsPerSecond} per second; {section}:StartJobBurst and StartJobsPerSecond); retry in {seconds} s"
+            ? $"user '{caller.User}' starts jobs faster than allowed ({limits.StartJobBurst} at once, then {limits.StartJobsPerSecond.ToString("0.###", CultureInfo.InvariantCulture)} per second; {section}:StartJobBurst and StartJobsPerSecond); retry in {seconds} s"
             : $"user '{caller.User}' already has {limits.MaxOpenStreams} output streams open, the most allowed ({section}:MaxOpenStreams); close one (a 'worker logs -f' or 'worker run') or retry in {seconds} s";
 
         var services = http.RequestServices;
