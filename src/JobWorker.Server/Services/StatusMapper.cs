@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using System.Text;
 using Google.Protobuf.Collections;
 using Google.Protobuf.WellKnownTypes;
@@ -14,11 +15,28 @@ public static class StatusMapper
 
     public static Proto.JobStatus ToProto(Job job) => ToProto(job, job.Status);
 
+    // An ended job's entry never changes: built once, it is shared by every later listing (messages are only read
+    // once built) and collected with the job.
+    private static readonly ConditionalWeakTable<Job, Proto.JobStatus> EndedEntries = new();
+
     /// <summary>A ListJobs entry: the status with at most <see cref="ListArgsByteLimit"/> bytes of args.</summary>
+    /// <remarks>The entry of an ended job is shared: callers must not modify it.</remarks>
     public static Proto.JobStatus ToListEntry(Job job)
     {
         ArgumentNullException.ThrowIfNull(job);
-        return ToProto(job, job.Status, ListArgsByteLimit);
+        if (EndedEntries.TryGetValue(job, out var cached))
+        {
+            return cached;
+        }
+
+        var status = job.Status;
+        var entry = ToProto(job, status, ListArgsByteLimit);
+        if (status.HasEnded)
+        {
+            EndedEntries.TryAdd(job, entry);
+        }
+
+        return entry;
     }
 
     public static Proto.JobStatus ToProto(Job job, JobStatus status) => ToProto(job, status, argsByteLimit: null);
