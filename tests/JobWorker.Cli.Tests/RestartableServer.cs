@@ -100,6 +100,9 @@ internal sealed partial class RestartableServer : IAsyncDisposable
             "--cgroup-root", CgroupRoot,
             "--state-dir", StateDirectory,
             "--grace", "00:00:01",
+            // No rate or stream limits: these tests start and follow jobs in bursts.
+            "--RateLimits:User:StartJobBurst", "0", "--RateLimits:User:StartJobsPerSecond", "0", "--RateLimits:User:MaxOpenStreams", "0",
+            "--RateLimits:Admin:StartJobBurst", "0", "--RateLimits:Admin:StartJobsPerSecond", "0", "--RateLimits:Admin:MaxOpenStreams", "0",
         })
         {
             start.ArgumentList.Add(arg);

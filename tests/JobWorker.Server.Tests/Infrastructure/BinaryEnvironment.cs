@@ -66,6 +66,9 @@ internal sealed partial class BinaryEnvironment : IAsyncDisposable
             "--cgroup-root", CgroupRoot,
             "--state-dir", Path.Combine(Directory, "state"),
             "--grace", "00:00:01",
+            // No rate or stream limits unless a test sets its own: these tests start and follow jobs in bursts.
+            "--RateLimits:User:StartJobBurst", "0", "--RateLimits:User:StartJobsPerSecond", "0", "--RateLimits:User:MaxOpenStreams", "0",
+            "--RateLimits:Admin:StartJobBurst", "0", "--RateLimits:Admin:StartJobsPerSecond", "0", "--RateLimits:Admin:MaxOpenStreams", "0",
             .. extraArgs ?? [],
         ];
         var start = new ProcessStartInfo
