@@ -7,6 +7,7 @@ using JobWorker.Server.Configuration;
 using JobWorker.Server.Diagnostics;
 using JobWorker.Server.Hosting;
 using JobWorker.Server.Quotas;
+using JobWorker.Server.RateLimiting;
 using JobWorker.Server.Security;
 using JobWorker.Server.Services;
 using Microsoft.AspNetCore.Hosting.Server;
@@ -69,6 +70,7 @@ public static class ServerApp
 
         var options = BindOptions(builder.Configuration);
         var (quotas, retention, disk) = BindQuotaOptions(builder.Configuration);
+        var rateLimits = BindRateLimits(builder.Configuration);
         var ca = LoadCa(options);
         var serverCertificate = LoadServerCertificate(options, ca);
         // Built once: the chain and the key handle are reused by every handshake.
@@ -76,6 +78,8 @@ public static class ServerApp
 
         var services = builder.Services;
         services.AddSingleton(options);
+        services.AddSingleton(rateLimits);
+        services.AddJobWorkerRateLimits(rateLimits);
         services.AddSingleton(Options.Create(options));
         services.AddSingleton<ServerMetrics>();
         services.AddSingleton(new RequestValidator(options));
@@ -139,6 +143,8 @@ public static class ServerApp
         });
 
         var app = builder.Build();
+        // After routing (added first by WebApplication): the limiter needs the endpoint to know the method's policy.
+        app.UseRateLimiter();
         app.MapGrpcService<JobWorkerService>();
         app.MapGrpcHealthChecksService();
         app.MapGrpcReflectionService();
@@ -207,6 +213,22 @@ public static class ServerApp
 
         var errors = quotas.Validate().Concat(retention.Validate()).Concat(disk.Validate()).ToList();
         return errors.Count == 0 ? (quotas, retention, disk) : throw new StartupException("invalid configuration:\n  " + string.Join("\n  ", errors));
+    }
+
+    private static RateLimitOptions BindRateLimits(ConfigurationManager configuration)
+    {
+        RateLimitOptions options;
+        try
+        {
+            options = configuration.GetSection(RateLimitOptions.Section).Get<RateLimitOptions>() ?? new RateLimitOptions();
+        }
+        catch (InvalidOperationException e)
+        {
+            throw new StartupException($"invalid configuration: {e.Message}{(e.InnerException is { } inner ? " " + inner.Message : "")}", e);
+        }
+
+        var errors = options.Validate();
+        return errors.Count == 0 ? options : throw new StartupException("invalid configuration:\n  " + string.Join("\n  ", errors));
     }
 
     private static X509Certificate2 LoadCa(ServerOptions options)

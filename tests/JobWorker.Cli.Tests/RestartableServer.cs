@@ -110,6 +110,9 @@ internal sealed partial class RestartableServer : IAsyncDisposable
             // Jobs of these tests share the test's files and /tmp (the isolation policy has tests of its own).
             "--default-isolation", "None",
             "--required-isolation", "None",
+            // No rate or stream limits: these tests start and follow jobs in bursts.
+            "--RateLimits:User:StartJobBurst", "0", "--RateLimits:User:StartJobsPerSecond", "0", "--RateLimits:User:MaxOpenStreams", "0",
+            "--RateLimits:Admin:StartJobBurst", "0", "--RateLimits:Admin:StartJobsPerSecond", "0", "--RateLimits:Admin:MaxOpenStreams", "0",
         }.Concat(Arguments))
         {
             start.ArgumentList.Add(arg);

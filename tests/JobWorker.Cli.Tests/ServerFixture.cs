@@ -24,6 +24,9 @@ public sealed class ServerFixture : IAsyncLifetime
 
     public string Directory => _directory.Path;
 
+    /// <summary>Settings over the fixture's defaults (for a server a test starts itself).</summary>
+    public Dictionary<string, string?> Settings { get; init; } = [];
+
     public DevPkiLayout Pki { get; private set; } = null!;
 
     public Uri Address { get; private set; } = null!;
@@ -63,8 +66,20 @@ public sealed class ServerFixture : IAsyncLifetime
             // Jobs of these tests share the test's files and /tmp; the isolation tests ask for namespaces themselves.
             ["JobWorker:DefaultIsolation"] = "None",
             ["JobWorker:RequiredIsolation"] = "None",
+            // No rate or stream limits unless a test sets its own: bursts of starts and followers are what many tests do.
+            ["RateLimits:User:StartJobBurst"] = "0",
+            ["RateLimits:User:StartJobsPerSecond"] = "0",
+            ["RateLimits:User:MaxOpenStreams"] = "0",
+            ["RateLimits:Admin:StartJobBurst"] = "0",
+            ["RateLimits:Admin:StartJobsPerSecond"] = "0",
+            ["RateLimits:Admin:MaxOpenStreams"] = "0",
             ["Logging:LogLevel:Default"] = "Warning",
         };
+        foreach (var (key, value) in Settings)
+        {
+            config[key] = value;
+        }
+
         _app = ServerApp.Build([], builder =>
         {
             builder.Configuration.AddInMemoryCollection(config);

@@ -85,10 +85,36 @@ public sealed class StartupTests : IDisposable
         Assert.Equal(Core.Jobs.JobIsolation.None, options.DefaultIsolation);
     }
 
-    private WebApplication Build() => ServerApp.Build([], builder => builder.Configuration.AddInMemoryCollection(new Dictionary<string, string?>
+    [Fact]
+    public void Build_BadRateLimits_RefusedNamingEachSetting()
+    {
+        var e = Assert.Throws<StartupException>(() => Build(new Dictionary<string, string?>
+        {
+            ["RateLimits:User:StartJobBurst"] = "5",
+            ["RateLimits:User:StartJobsPerSecond"] = "0",
+            ["RateLimits:Admin:MaxOpenStreams"] = "-1",
+        }));
+
+        Assert.Equal(
+            "invalid configuration:\n  RateLimits:User: set both StartJobBurst and StartJobsPerSecond, or both to 0 for no StartJob rate limit (are 5 and 0)"
+            + "\n  RateLimits:Admin:MaxOpenStreams must be 0 (no limit) or positive (is -1)",
+            e.Message);
+    }
+
+    [Fact]
+    public void Build_NoRateLimitSettings_ShippedDefaults()
+    {
+        using var app = Build();
+
+        var limits = app.Services.GetRequiredService<Configuration.RateLimitOptions>();
+        Assert.Equal((20, 10, 100), (limits.User.StartJobBurst, limits.User.StartJobsPerSecond, limits.User.MaxOpenStreams));
+        Assert.Equal((100, 50, 1000), (limits.Admin.StartJobBurst, limits.Admin.StartJobsPerSecond, limits.Admin.MaxOpenStreams));
+    }
+
+    private WebApplication Build(Dictionary<string, string?>? extra = null) => ServerApp.Build([], builder => builder.Configuration.AddInMemoryCollection(new Dictionary<string, string?>
     {
         ["JobWorker:CaCertificate"] = _pki.CaCertificate,
         ["JobWorker:ServerCertificate"] = _pki.ServerCertificate,
         ["JobWorker:ServerKey"] = _pki.ServerKey,
-    }));
+    }.Concat(extra ?? [])));
 }

@@ -69,6 +69,11 @@ internal sealed class OutputFollower(JobWorkerClient client, ConnectionSettings 
                     {
                         case StreamOutputResponse.KindOneofCase.Chunk:
                             var data = message.Chunk.Data;
+                            if (message.Chunk.TailBounded)
+                            {
+                                context.Notify(verb, $"fewer lines than asked: the server looks back at most 1 MiB for --tail, so the output starts at byte {message.Chunk.Offset}. Use --from-offset 0 for all of it");
+                            }
+
                             if (data.Length > 0)
                             {
                                 destination.Write(data.Span);

@@ -14,6 +14,9 @@ namespace JobWorker.Cli.Connection;
 /// </summary>
 internal sealed class WorkerConnection : IDisposable
 {
+    /// <summary>The largest answer the client accepts; a larger one fails with ResourceExhausted on this side.</summary>
+    public const int MaxReceiveMessageBytes = 16 * 1024 * 1024;
+
     private readonly GrpcChannel _channel;
 
     private WorkerConnection(ConnectionSettings settings, GrpcChannel channel)
@@ -75,7 +78,7 @@ internal sealed class WorkerConnection : IDisposable
         {
             HttpHandler = handler,
             DisposeHttpClient = true,
-            MaxReceiveMessageSize = 16 * 1024 * 1024,
+            MaxReceiveMessageSize = MaxReceiveMessageBytes,
         });
         return new WorkerConnection(settings, channel);
     }

@@ -116,7 +116,7 @@ internal static class JobTable
                 started is null ? "-" : HumanFormat.Duration(now - started.Value) + " ago",
                 started is null ? "-" : HumanFormat.Duration((ended ?? now) - started.Value),
                 HumanFormat.Bytes(job.LogBytes),
-                HumanFormat.CommandLine(job.Command, job.Args),
+                HumanFormat.CommandLine(job.Command, job.Args) + (job.ArgsTruncated ? " …" : string.Empty),
             ]);
         }
 

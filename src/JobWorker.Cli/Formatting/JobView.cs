@@ -11,6 +11,9 @@ internal sealed class JobView
 
     public required IReadOnlyList<string> Args { get; init; }
 
+    /// <summary>True when <see cref="Args"/> is only a prefix (a list entry); absent when it is complete.</summary>
+    public bool? ArgsTruncated { get; init; }
+
     /// <summary>running, exited, signaled or stopped.</summary>
     public required string State { get; init; }
 

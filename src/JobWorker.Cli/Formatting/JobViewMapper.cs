@@ -11,6 +11,7 @@ internal static class JobViewMapper
         Owner = job.Owner,
         Command = job.Command,
         Args = [.. job.Args],
+        ArgsTruncated = job.ArgsTruncated ? true : null,
         State = StateName(job.State),
         Pid = job.Pid,
         ExitCode = job.HasExitCode ? job.ExitCode : null,

@@ -49,7 +49,7 @@ internal static class ErrorReporter
             case StatusCode.Unauthenticated:
                 return $"the server did not accept the client certificate {settings?.CertPath}: {detail}. Use a certificate issued by the server's CA (worker certs init)";
             case StatusCode.ResourceExhausted:
-                return $"the server is out of resources: {detail}. Try again later, or stop or remove some jobs";
+                return DescribeResourceExhausted(rpc, detail, server);
             case StatusCode.DeadlineExceeded:
                 return $"the server at {server} did not answer in time";
             case StatusCode.Cancelled:
@@ -59,6 +59,24 @@ internal static class ErrorReporter
             default:
                 return $"the server failed ({rpc.StatusCode}): {detail}";
         }
+    }
+
+    // Grpc.Net.Client's own status when an answer is larger than the channel's MaxReceiveMessageSize: it never reached us.
+    private const string ReceiveLimitDetail = "Received message exceeds the maximum configured message size";
+
+    private static string DescribeResourceExhausted(RpcException rpc, string detail, string server)
+    {
+        if (detail.StartsWith(ReceiveLimitDetail, StringComparison.Ordinal))
+        {
+            return $"the answer from {server} is larger than this client accepts ({WorkerConnection.MaxReceiveMessageBytes / (1024 * 1024)} MiB): nothing is wrong with the server's resources. "
+                + "An older server sends every job in one answer: upgrade it, or remove ended jobs (worker rm)";
+        }
+
+        // The server's message names the limit; it may add how long to wait.
+        var retryAfter = rpc.Trailers.GetValue("retry-after");
+        return retryAfter is { Length: > 0 } && !detail.Contains("retry in", StringComparison.Ordinal)
+            ? $"{detail}; retry in {retryAfter} s"
+            : detail;
     }
 
     private static string DescribeTransport(RpcException rpc, string server, ConnectionSettings? settings)

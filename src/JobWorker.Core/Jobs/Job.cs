@@ -68,6 +68,12 @@ public sealed class Job
     /// <summary>When the job was recorded (just before it started).</summary>
     public DateTimeOffset CreatedAt => _record.CreatedAt;
 
+    /// <summary>When the job's program started (<see cref="JobStatus.StartedAt"/>), without reading its usage.</summary>
+    public DateTimeOffset StartedAt => _startedAt;
+
+    /// <summary>The job's state now, without reading its usage (cheap, unlike <see cref="Status"/>).</summary>
+    public JobState CurrentState => _final?.State ?? JobState.Running;
+
     /// <summary>The main process's id (in the server's PID namespace); 0 if it was never known.</summary>
     public int Pid { get; }
 

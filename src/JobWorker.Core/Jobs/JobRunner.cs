@@ -25,6 +25,7 @@ public sealed class JobRunner : IAsyncDisposable
     internal const string DefaultPath = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
     private readonly ConcurrentDictionary<Guid, Job> _jobs = new();
+    private readonly JobOrder _order = new();
     private readonly CgroupTree _tree;
     private readonly ProcessSpawner _spawner;
     private SupervisorPool? _supervisors;
@@ -363,7 +364,7 @@ public sealed class JobRunner : IAsyncDisposable
             var log = new OutputLog(Store.LogPath(id), Options.LogSizeLimitBytes, LogWatcher);
             var startedAt = DateTimeOffset.UnixEpoch.AddTicks(report.StartedAtNs / 100);
             var job = new Job(this, record, group, log, report.Pid, startedAt, shimPidfd, shimIsChild: true);
-            _jobs[id] = job;
+            Track(job);
             job.Watch();
             return job;
         }
@@ -377,7 +378,7 @@ public sealed class JobRunner : IAsyncDisposable
             }
 
             shimPidfd?.Dispose();
-            _jobs.TryRemove(id, out _);
+            Untrack(id);
             TryDelete(id);
             if (OutOfFileDescriptors(ex) is { } exhausted)
             {
@@ -449,7 +450,7 @@ public sealed class JobRunner : IAsyncDisposable
             if (record.Final is not null)
             {
                 var ended = new Job(this, record, group, new OutputLog(Store.LogPath(record.Id), Options.LogSizeLimitBytes, watcher: null), record.Final.Pid, record.Final.StartedAt, null, shimIsChild: false);
-                _jobs[record.Id] = ended;
+                Track(ended);
                 if (group.Exists)
                 {
                     // Ended and recorded, but the server stopped before removing the groups: ours to remove.
@@ -474,7 +475,7 @@ public sealed class JobRunner : IAsyncDisposable
             var pidfd = AttachShim(group);
             var log = new OutputLog(Store.LogPath(record.Id), Options.LogSizeLimitBytes, LogWatcher);
             var job = new Job(this, record, group, log, shim?.Pid ?? 0, shim?.StartedAt ?? record.CreatedAt, pidfd, shimIsChild: false);
-            _jobs[record.Id] = job;
+            Track(job);
             if (pidfd is not null)
             {
                 RunnerLog.Reattached(_logger, record.Id, job.Pid);
@@ -591,6 +592,17 @@ public sealed class JobRunner : IAsyncDisposable
         _ => "that limit",
     };
 
+    /// <summary>
+    /// Up to <paramref name="count"/> jobs that match <paramref name="filter"/>, in creation order (then id), starting
+    /// after <paramref name="after"/> or at the first job. Costs O(log n) plus the jobs looked at.
+    /// </summary>
+    /// <param name="after">Where the previous page ended, or null for the first page.</param>
+    /// <param name="count">The most jobs to return.</param>
+    /// <param name="filter">Called under the listing's lock for each job in order: it must be cheap and must not
+    /// call back into the runner (read <see cref="Job.CurrentState"/>, not <see cref="Job.Status"/>).</param>
+    public IReadOnlyList<Job> ListJobs(JobListPosition? after, int count, Func<Job, bool>? filter = null)
+        => _order.After(after, count, filter);
+
     /// <summary>Finds a job by id.</summary>
     public bool TryGetJob(Guid id, [NotNullWhen(true)] out Job? job) => _jobs.TryGetValue(id, out job);
 
@@ -609,7 +621,7 @@ public sealed class JobRunner : IAsyncDisposable
             throw new InvalidOperationException($"Job {job.Id} is still running; stop it first.");
         }
 
-        if (_jobs.TryRemove(job.Id, out _))
+        if (Untrack(job.Id))
         {
             job.Log.Dispose();
             Store.Delete(job.Id);
@@ -660,6 +672,23 @@ public sealed class JobRunner : IAsyncDisposable
         _tree.Dispose();
         Store.Dispose();
         return ValueTask.CompletedTask;
+    }
+
+    private void Track(Job job)
+    {
+        _jobs[job.Id] = job;
+        _order.Add(job);
+    }
+
+    private bool Untrack(Guid id)
+    {
+        if (!_jobs.TryRemove(id, out var job))
+        {
+            return false;
+        }
+
+        _order.Remove(job);
+        return true;
     }
 
     private sealed record AccountCache(UserAccount Account, DateTime Passwd, DateTime Group);

@@ -6,4 +6,12 @@ namespace JobWorker.Core.Output;
 /// The bytes. The memory belongs to the reader and is valid only until the enumerator moves on;
 /// copy it to keep it.
 /// </param>
-public readonly record struct OutputChunk(long Offset, ReadOnlyMemory<byte> Data);
+public readonly record struct OutputChunk(long Offset, ReadOnlyMemory<byte> Data)
+{
+    /// <summary>
+    /// Set on the first chunk of a tail read that asked for more lines than the last
+    /// <see cref="OutputReadOptions.MaxTailScanBytes"/> hold: the read starts at the first whole line within that
+    /// window (or at its first byte), not at the N-th line from the end.
+    /// </summary>
+    public bool TailBounded { get; init; }
+}

@@ -156,7 +156,7 @@ internal sealed class OutputLog : IDisposable
         try
         {
             cancellationToken.ThrowIfCancellationRequested();
-            long position = options.TailLines is int lines ? FindTailStart(handle, lines) : options.FromOffset;
+            var (position, tailBounded) = options.TailLines is int lines ? FindTailStart(handle, lines, options.MaxTailScanBytes) : (options.FromOffset, false);
 
             while (true)
             {
@@ -181,7 +181,8 @@ internal sealed class OutputLog : IDisposable
                         throw new IOException($"Output log '{Path}' is shorter than the {length} bytes recorded; was it modified outside the server?");
                     }
 
-                    yield return new OutputChunk(position, buffer.AsMemory(0, read));
+                    yield return new OutputChunk(position, buffer.AsMemory(0, read)) { TailBounded = tailBounded };
+                    tailBounded = false;
                     position += read;
                     continue;
                 }
@@ -297,28 +298,37 @@ internal sealed class OutputLog : IDisposable
         return signal.Task.WaitAsync(cancellationToken);
     }
 
-    /// <summary>The offset where the last <paramref name="lines"/> lines start, for the bytes stored now.</summary>
+    /// <summary>
+    /// The offset where the last <paramref name="lines"/> lines start, for the bytes stored now, looking back at most
+    /// <paramref name="maxScanBytes"/>; and whether that window held fewer lines than asked (the start is then the
+    /// window's first whole line, or its first byte if it holds no line break).
+    /// </summary>
     /// <remarks>
     /// A line ends at '\n'; a final run of bytes without one is a line too. So with a trailing newline we skip it and
-    /// stop after the N-th newline before it; without, after the N-th newline from the end.
+    /// stop after the N-th newline before it; without, after the N-th newline from the end. The byte just before the
+    /// window is read too: a line that starts exactly at the window's first byte is whole.
     /// </remarks>
-    private long FindTailStart(SafeFileHandle? handle, int lines)
+    private (long Start, bool Bounded) FindTailStart(SafeFileHandle? handle, int lines, long maxScanBytes)
     {
         long end = _complete ? Volatile.Read(ref _finalLength) : CurrentLength(handle);
         if (lines == 0 || end == 0 || handle is null)
         {
-            return end;
+            return (end, false);
         }
 
+        long window = Math.Max(1, maxScanBytes);
+        long windowStart = Math.Max(0, end - window);
+        long scanFloor = Math.Max(0, windowStart - 1);
         var buffer = ArrayPool<byte>.Shared.Rent(TailScanBufferSize);
         try
         {
             int newlinesToPass = lines;
             long scanEnd = end;
+            long earliestLineStart = -1;
             bool first = true;
-            while (scanEnd > 0)
+            while (scanEnd > scanFloor)
             {
-                int size = (int)Math.Min(TailScanBufferSize, scanEnd);
+                int size = (int)Math.Min(TailScanBufferSize, scanEnd - scanFloor);
                 long scanStart = scanEnd - size;
                 var span = buffer.AsSpan(0, size);
                 int read = RandomAccess.Read(handle, span, scanStart);
@@ -345,9 +355,10 @@ internal sealed class OutputLog : IDisposable
                         break;
                     }
 
+                    earliestLineStart = scanStart + index + 1;
                     if (--newlinesToPass == 0)
                     {
-                        return scanStart + index + 1;
+                        return (earliestLineStart, false);
                     }
 
                     span = span[..index];
@@ -356,7 +367,8 @@ internal sealed class OutputLog : IDisposable
                 scanEnd = scanStart;
             }
 
-            return 0; // fewer lines than asked for: everything
+            // Fewer lines than asked for: everything, unless the log reaches back past the window.
+            return windowStart == 0 ? (0, false) : (earliestLineStart >= 0 ? earliestLineStart : windowStart, true);
         }
         finally
         {

@@ -12,6 +12,16 @@ public sealed record OutputReadOptions
     /// <summary>Start at the beginning of the last N lines instead of <see cref="FromOffset"/>.</summary>
     public int? TailLines { get; init; }
 
+    /// <summary>The default for <see cref="MaxTailScanBytes"/>: 1 MiB.</summary>
+    public const long DefaultMaxTailScanBytes = 1L << 20;
+
+    /// <summary>
+    /// How far back from the end a <see cref="TailLines"/> read looks for line breaks. A request for more lines than
+    /// this window holds starts at the window's first whole line and says so (<see cref="OutputChunk.TailBounded"/>),
+    /// so one request costs at most this many bytes of reading, whatever the log's size.
+    /// </summary>
+    public long MaxTailScanBytes { get; init; } = DefaultMaxTailScanBytes;
+
     /// <summary>
     /// Keep reading new output as it is written. The enumeration ends after the last byte once the job has ended.
     /// </summary>

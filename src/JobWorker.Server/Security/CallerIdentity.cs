@@ -21,7 +21,15 @@ public static class CallerIdentity
     public static ClientIdentity Get(ServerCallContext context)
     {
         ArgumentNullException.ThrowIfNull(context);
-        var certificate = context.GetHttpContext().Connection.ClientCertificate;
+        return Get(context.GetHttpContext());
+    }
+
+    /// <summary>The caller of this HTTP request (for middleware that runs before the gRPC service).</summary>
+    /// <exception cref="UnauthenticatedException">No verified certificate, or no usable identity in it.</exception>
+    public static ClientIdentity Get(HttpContext http)
+    {
+        ArgumentNullException.ThrowIfNull(http);
+        var certificate = http.Connection.ClientCertificate;
         if (certificate is null)
         {
             // The TLS layer refuses connections without a certificate; this guards against a misconfiguration.

@@ -6,7 +6,9 @@ using JobWorker.Protocol.V1;
 using JobWorker.Server.Diagnostics;
 using JobWorker.Server.Errors;
 using JobWorker.Server.Hosting;
+using JobWorker.Server.RateLimiting;
 using JobWorker.Server.Security;
+using Microsoft.AspNetCore.RateLimiting;
 using Proto = JobWorker.Protocol.V1;
 
 namespace JobWorker.Server.Services;
@@ -33,6 +35,7 @@ public sealed class JobWorkerService : Proto.JobWorker.JobWorkerBase
         _logger = logger;
     }
 
+    [EnableRateLimiting(RateLimits.StartJobPolicy)]
     public override async Task<StartJobResponse> StartJob(StartJobRequest request, ServerCallContext context)
     {
         var caller = CallerIdentity.Get(context);
@@ -91,15 +94,36 @@ public sealed class JobWorkerService : Proto.JobWorker.JobWorkerBase
     public override Task<ListJobsResponse> ListJobs(ListJobsRequest request, ServerCallContext context)
     {
         var caller = CallerIdentity.Get(context);
+        var mayListOthers = AuthorizationPolicy.IsAllowed(caller.Role, JobOperation.List, Ownership.Other);
+        if (request.Owner.Length > 0 && !AuthorizationPolicy.IsAllowed(caller, JobOperation.List, request.Owner))
+        {
+            throw new RpcException(new Status(StatusCode.PermissionDenied, $"role '{caller.Role}' may list only its own jobs, not those of '{RequestValidator.Printable(request.Owner, 64)}'"));
+        }
+
         var response = new ListJobsResponse();
-        var visible = _host.Runner.Jobs
-            .Where(job => AuthorizationPolicy.IsAllowed(caller, JobOperation.List, job.Spec.Owner))
-            .Select(job => StatusMapper.ToProto(job))
-            .OrderBy(status => status.StartedAt);
-        response.Jobs.AddRange(visible);
+        if (!AuthorizationPolicy.IsAllowed(caller.Role, JobOperation.List, Ownership.Own))
+        {
+            return Task.FromResult(response);
+        }
+
+        var query = ListQuery.Parse(request, caller, mayListOthers);
+        // One more than a page: whether another page follows, without an empty last page.
+        var jobs = _host.Runner.ListJobs(query.After, query.PageSize + 1, query.Matches);
+        var count = Math.Min(jobs.Count, query.PageSize);
+        for (var i = 0; i < count; i++)
+        {
+            response.Jobs.Add(StatusMapper.ToListEntry(jobs[i]));
+        }
+
+        if (jobs.Count > query.PageSize)
+        {
+            response.NextPageToken = query.TokenAfter(jobs[count - 1]);
+        }
+
         return Task.FromResult(response);
     }
 
+    [EnableRateLimiting(RateLimits.OutputStreamPolicy)]
     public override async Task StreamOutput(StreamOutputRequest request, IServerStreamWriter<StreamOutputResponse> responseStream, ServerCallContext context)
     {
         var caller = CallerIdentity.Get(context);
@@ -133,7 +157,7 @@ public sealed class JobWorkerService : Proto.JobWorker.JobWorkerBase
                 // WriteAsync has serialized the message into the HTTP/2 pipe by the time it completes.
                 var message = new StreamOutputResponse
                 {
-                    Chunk = new Proto.OutputChunk { Offset = chunk.Offset, Data = UnsafeByteOperations.UnsafeWrap(chunk.Data) },
+                    Chunk = new Proto.OutputChunk { Offset = chunk.Offset, Data = UnsafeByteOperations.UnsafeWrap(chunk.Data), TailBounded = chunk.TailBounded },
                 };
                 await responseStream.WriteAsync(message, cancellationToken);
                 sent += chunk.Data.Length;

@@ -1,3 +1,6 @@
+using System.Runtime.CompilerServices;
+using System.Text;
+using Google.Protobuf.Collections;
 using Google.Protobuf.WellKnownTypes;
 using JobWorker.Core.Jobs;
 using Proto = JobWorker.Protocol.V1;
@@ -7,9 +10,38 @@ namespace JobWorker.Server.Services;
 /// <summary>Turns Core's job and status into the wire's <see cref="Proto.JobStatus"/>.</summary>
 public static class StatusMapper
 {
+    /// <summary>Most UTF-8 bytes of args a ListJobs entry carries; GetJob returns them all.</summary>
+    public const int ListArgsByteLimit = 1024;
+
     public static Proto.JobStatus ToProto(Job job) => ToProto(job, job.Status);
 
-    public static Proto.JobStatus ToProto(Job job, JobStatus status)
+    // An ended job's entry never changes: built once, it is shared by every later listing (messages are only read
+    // once built) and collected with the job.
+    private static readonly ConditionalWeakTable<Job, Proto.JobStatus> EndedEntries = new();
+
+    /// <summary>A ListJobs entry: the status with at most <see cref="ListArgsByteLimit"/> bytes of args.</summary>
+    /// <remarks>The entry of an ended job is shared: callers must not modify it.</remarks>
+    public static Proto.JobStatus ToListEntry(Job job)
+    {
+        ArgumentNullException.ThrowIfNull(job);
+        if (EndedEntries.TryGetValue(job, out var cached))
+        {
+            return cached;
+        }
+
+        var status = job.Status;
+        var entry = ToProto(job, status, ListArgsByteLimit);
+        if (status.HasEnded)
+        {
+            EndedEntries.TryAdd(job, entry);
+        }
+
+        return entry;
+    }
+
+    public static Proto.JobStatus ToProto(Job job, JobStatus status) => ToProto(job, status, argsByteLimit: null);
+
+    private static Proto.JobStatus ToProto(Job job, JobStatus status, int? argsByteLimit)
     {
         ArgumentNullException.ThrowIfNull(job);
         ArgumentNullException.ThrowIfNull(status);
@@ -37,7 +69,15 @@ public static class StatusMapper
             LogDroppedBytes = status.LogDroppedBytes,
             LogError = status.LogError ?? "",
         };
-        result.Args.AddRange(spec.Arguments);
+        if (argsByteLimit is { } limit)
+        {
+            result.ArgsTruncated = AddArgsPrefix(result.Args, spec.Arguments, limit);
+        }
+        else
+        {
+            result.Args.AddRange(spec.Arguments);
+        }
+
         SetIfPresent(status.ExitCode, v => result.ExitCode = v);
         SetIfPresent(status.Signal, v => result.Signal = v);
         SetIfPresent(status.EndedAt, ended => result.EndedAt = Timestamp.FromDateTimeOffset(ended));
@@ -55,6 +95,57 @@ public static class StatusMapper
         }
 
         return result;
+    }
+
+    /// <summary>
+    /// Adds whole arguments while they fit in <paramref name="limit"/> UTF-8 bytes, then the part of the next one that
+    /// fits (cut at a character boundary); returns whether anything was left out.
+    /// </summary>
+    internal static bool AddArgsPrefix(RepeatedField<string> target, IReadOnlyList<string> arguments, int limit)
+    {
+        var used = 0;
+        foreach (var argument in arguments)
+        {
+            // UTF-8 needs at most 3 bytes per UTF-16 char: short arguments skip the count.
+            var size = argument.Length * 3 <= limit - used ? -1 : Encoding.UTF8.GetByteCount(argument);
+            if (size < 0 || used + size <= limit)
+            {
+                target.Add(argument);
+                used += size < 0 ? Encoding.UTF8.GetByteCount(argument) : size;
+                continue;
+            }
+
+            var cut = Utf8Prefix(argument, limit - used);
+            if (cut > 0)
+            {
+                target.Add(argument[..cut]);
+            }
+
+            return true;
+        }
+
+        return false;
+    }
+
+    /// <summary>The number of chars of <paramref name="text"/> whose UTF-8 form fits in <paramref name="bytes"/>.</summary>
+    private static int Utf8Prefix(string text, int bytes)
+    {
+        var used = 0;
+        var i = 0;
+        while (i < text.Length)
+        {
+            int chars = char.IsHighSurrogate(text[i]) && i + 1 < text.Length && char.IsLowSurrogate(text[i + 1]) ? 2 : 1;
+            int size = chars == 2 ? 4 : text[i] < 0x80 ? 1 : text[i] < 0x800 ? 2 : 3;
+            if (used + size > bytes)
+            {
+                break;
+            }
+
+            used += size;
+            i += chars;
+        }
+
+        return i;
     }
 
     private static Proto.ResourceLimits ToProto(ResourceLimits limits)

@@ -201,11 +201,59 @@ public sealed class OutputLogTests
 
         for (int n = 1; n <= lineLengths.Length; n++)
         {
-            var result = await OutputReader.ReadAllAsync(harness.Log, new OutputReadOptions { TailLines = n }, ct);
+            // The scan itself is under test here, not its window: let it look back over the whole log.
+            var result = await OutputReader.ReadAllAsync(harness.Log, new OutputReadOptions { TailLines = n, MaxTailScanBytes = long.MaxValue }, ct);
             long start = lineStarts[lineLengths.Length - n];
             Assert.Equal(start, result.FirstOffset);
             Assert.Equal(data.AsSpan((int)start).ToArray(), result.Data);
         }
+    }
+
+    [Theory(Timeout = 30_000)]
+    // 100 lines of 10 bytes (1000 bytes). Window 95: it starts at 905, and the first whole line in it at 910.
+    [InlineData(50, 95, 910, true)]
+    // Window 100 starts exactly at a line (byte 899 is a newline): that line is whole.
+    [InlineData(50, 100, 900, true)]
+    // Enough lines inside the window: exact, not bounded.
+    [InlineData(5, 95, 950, false)]
+    [InlineData(10, 100, 900, false)]
+    // A window as large as the log: everything, not bounded.
+    [InlineData(500, 1000, 0, false)]
+    [InlineData(500, 5000, 0, false)]
+    public async Task ReadAsync_TailLinesBeyondScanWindow_StartsAtFirstWholeLineInWindowAndSaysSo(int lines, long window, long expectedStart, bool bounded)
+    {
+        var ct = TestContext.Current.CancellationToken;
+        using var harness = LogHarness.Create();
+        var data = Encoding.ASCII.GetBytes(string.Concat(Enumerable.Range(0, 100).Select(i => $"line {i:D4}\n")));
+        await harness.WriteAndCloseAsync(data).WaitAsync(ct);
+        await harness.CompleteWhenDrainedAsync(ct);
+
+        var chunks = new List<(long Offset, byte[] Data, bool TailBounded)>();
+        await foreach (var chunk in harness.Log.ReadAsync(new OutputReadOptions { TailLines = lines, MaxTailScanBytes = window }, ct))
+        {
+            chunks.Add((chunk.Offset, chunk.Data.ToArray(), chunk.TailBounded));
+        }
+
+        Assert.Equal(expectedStart, chunks[0].Offset);
+        Assert.Equal(bounded, chunks[0].TailBounded);
+        Assert.All(chunks.Skip(1), c => Assert.False(c.TailBounded));
+        Assert.Equal(data.AsSpan((int)expectedStart).ToArray(), chunks.SelectMany(c => c.Data).ToArray());
+    }
+
+    [Fact(Timeout = 30_000)]
+    public async Task ReadAsync_TailLinesBeyondScanWindowWithoutNewline_StartsAtTheWindow()
+    {
+        var ct = TestContext.Current.CancellationToken;
+        using var harness = LogHarness.Create();
+        var data = new byte[1000];
+        Array.Fill(data, (byte)'x');
+        await harness.WriteAndCloseAsync(data).WaitAsync(ct);
+        await harness.CompleteWhenDrainedAsync(ct);
+
+        var result = await OutputReader.ReadAllAsync(harness.Log, new OutputReadOptions { TailLines = 3, MaxTailScanBytes = 100 }, ct);
+
+        Assert.Equal(900, result.FirstOffset);
+        Assert.Equal(100, result.ByteCount);
     }
 
     [Fact(Timeout = 30_000)]

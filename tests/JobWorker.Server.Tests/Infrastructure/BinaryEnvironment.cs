@@ -74,6 +74,9 @@ internal sealed partial class BinaryEnvironment : IAsyncDisposable
             // isolation policy has tests of its own. A later flag in extraArgs wins.
             "--default-isolation", "None",
             "--required-isolation", "None",
+            // No rate or stream limits unless a test sets its own: these tests start and follow jobs in bursts.
+            "--RateLimits:User:StartJobBurst", "0", "--RateLimits:User:StartJobsPerSecond", "0", "--RateLimits:User:MaxOpenStreams", "0",
+            "--RateLimits:Admin:StartJobBurst", "0", "--RateLimits:Admin:StartJobsPerSecond", "0", "--RateLimits:Admin:MaxOpenStreams", "0",
             .. extraArgs ?? [],
         ];
         var start = new ProcessStartInfo

@@ -62,7 +62,13 @@ internal sealed class TestServer : IAsyncDisposable
         .Select(m => m.Fields[4])
         .FirstOrDefault() ?? throw new InvalidOperationException("no cgroup2 mount in /proc/self/mountinfo");
 
-    public static async Task<TestServer> StartAsync(IDictionary<string, string?>? settings = null, CancellationToken cancellationToken = default)
+    public static Task<TestServer> StartAsync(IDictionary<string, string?>? settings = null, CancellationToken cancellationToken = default)
+        => StartAsync(settings, prepareState: null, cancellationToken);
+
+    /// <param name="settings">Configuration over the test defaults.</param>
+    /// <param name="prepareState">Called with the state directory before the server starts (to leave records in it).</param>
+    /// <param name="cancellationToken">Cancels the start.</param>
+    public static async Task<TestServer> StartAsync(IDictionary<string, string?>? settings, Action<string>? prepareState, CancellationToken cancellationToken = default)
     {
         var suffix = Guid.NewGuid().ToString("N")[..12];
         var directory = Path.Combine(Path.GetTempPath(), "jobworker-srvtest-" + suffix);
@@ -89,6 +95,13 @@ internal sealed class TestServer : IAsyncDisposable
                 // run without isolation. The tests of the isolation policy set these themselves.
                 ["JobWorker:DefaultIsolation"] = "None",
                 ["JobWorker:RequiredIsolation"] = "None",
+                // No rate or stream limits unless a test sets its own: bursts of starts and followers are what many tests do.
+                ["RateLimits:User:StartJobBurst"] = "0",
+                ["RateLimits:User:StartJobsPerSecond"] = "0",
+                ["RateLimits:User:MaxOpenStreams"] = "0",
+                ["RateLimits:Admin:StartJobBurst"] = "0",
+                ["RateLimits:Admin:StartJobsPerSecond"] = "0",
+                ["RateLimits:Admin:MaxOpenStreams"] = "0",
                 ["Logging:LogLevel:Default"] = "Warning",
                 ["Logging:LogLevel:JobWorker"] = "Debug",
             };
@@ -97,6 +110,7 @@ internal sealed class TestServer : IAsyncDisposable
                 config[key] = value;
             }
 
+            prepareState?.Invoke(config["JobWorker:StateDirectory"]!);
             var logs = new LogCollector();
             app = ServerApp.Build([], builder =>
             {
