@@ -418,8 +418,8 @@ public sealed class CgroupControllerTests
                 var bomb = runner.Start(new JobSpec(TestRunner.TestProcess, ["forkbomb", "20", "exit", "0"]) { Limits = new() { MaxProcesses = 5 } });
                 foreach (var job in new[] { oom, bomb, busy, write })
                 {
-                    // <delegated>/<id>/job: each job's groups are siblings of the server's leaf.
-                    Assert.Equal(delegated, Path.GetDirectoryName(Path.GetDirectoryName(job.CgroupPath)));
+                    // <delegated>/users/%/<id>/job (no owner): the users' groups are siblings of the server's leaf.
+                    Assert.Equal(Path.Combine(delegated, "users", "%"), Path.GetDirectoryName(Path.GetDirectoryName(job.CgroupPath)));
                 }
 
                 var oomStatus = await oom.Completion.WaitAsync(Ct);
