@@ -100,6 +100,59 @@ public sealed class LimitsTests
         Assert.StartsWith("UserLimits needs the pids controller.", e.Message, StringComparison.Ordinal);
     }
 
+    [Fact(Timeout = 60_000)]
+    [Trait("Category", "CgroupControllers")]
+    public async Task StartJob_WithoutLimits_GetsTheDefaultsWhichAreAppliedRecordedAndReported()
+    {
+        var controllers = File.ReadAllText(Path.Combine(TestServer.CgroupMount, "cgroup.subtree_control"));
+        Assert.SkipUnless(new[] { "cpu", "memory", "pids" }.All(c => controllers.Contains(c, StringComparison.Ordinal)),
+            "the cgroup2 root does not delegate cpu, memory and pids (hybrid/v1 host); run tests/vm/run-controller-tests.sh");
+        await using var server = await TestServer.StartAsync(new Dictionary<string, string?>
+        {
+            ["JobWorker:Limits:Default:MemoryBytes"] = "268435456",
+            ["JobWorker:Limits:Default:CpuCores"] = "0.5",
+            ["JobWorker:Limits:Users:alice:Default:MaxProcesses"] = "64",
+            ["JobWorker:Limits:UserGroup:MaxProcesses"] = "500",
+            ["JobWorker:Limits:Users:alice:UserGroup:MemoryBytes"] = "536870912",
+        }, Token);
+        var alice = server.Client(TestServer.Alice);
+
+        var started = (await alice.StartJobAsync(new StartJobRequest { Command = TestServer.TestProcess, Args = { "sleep", "30" } }, cancellationToken: Token)).Job;
+        var own = (await alice.StartJobAsync(new StartJobRequest { Command = TestServer.TestProcess, Args = { "sleep", "30" }, Limits = new() { MemoryBytes = 128 << 20 } }, cancellationToken: Token)).Job;
+        var bobs = (await server.Client(TestServer.Bob).StartJobAsync(new StartJobRequest { Command = TestServer.TestProcess, Args = { "sleep", "30" } }, cancellationToken: Token)).Job;
+        var got = (await alice.GetJobAsync(new GetJobRequest { JobId = started.JobId }, cancellationToken: Token)).Job;
+
+        // Reported: in StartJob's answer and GetJob's, the limits the job runs with.
+        foreach (var limits in new[] { started.Limits, got.Limits })
+        {
+            Assert.Equal(0.5, limits.CpuCores);
+            Assert.Equal(268435456, limits.MemoryBytes);
+            Assert.Equal(64, limits.MaxProcesses);
+        }
+
+        Assert.Equal(128 << 20, own.Limits.MemoryBytes);
+        Assert.False(bobs.Limits.HasMaxProcesses); // alice's default is hers
+        Assert.Equal(268435456, bobs.Limits.MemoryBytes);
+
+        // Applied: the job's group and its user's group hold them.
+        string Read(string user, string job, string file) => File.ReadAllText(Path.Combine(server.CgroupRoot, "users", user, job, file)).Trim();
+        string Id(JobStatus job) => Guid.Parse(job.JobId).ToString("N");
+        Assert.Equal("268435456", Read("alice", Path.Combine(Id(started), "job"), "memory.max"));
+        Assert.Equal("50000 100000", Read("alice", Path.Combine(Id(started), "job"), "cpu.max"));
+        Assert.Equal("64", Read("alice", Path.Combine(Id(started), "job"), "pids.max"));
+        Assert.Equal("134217728", Read("alice", Path.Combine(Id(own), "job"), "memory.max"));
+        Assert.Equal("max", Read("bob", Path.Combine(Id(bobs), "job"), "pids.max"));
+        Assert.Equal("536870912", Read("alice", "", "memory.max"));
+        Assert.Equal("500", Read("alice", "", "pids.max"));
+        Assert.Equal("500", Read("bob", "", "pids.max"));
+        Assert.Equal("max", Read("bob", "", "memory.max"));
+
+        foreach (var (client, job) in new[] { (alice, started), (alice, own), (server.Client(TestServer.Bob), bobs) })
+        {
+            await client.StopJobAsync(new StopJobRequest { JobId = job.JobId }, cancellationToken: Token);
+        }
+    }
+
     public static TheoryData<string, string, string> InvalidSettings => new()
     {
         { "JobWorker:Limits:Default:MemoryBytes", "-1", "JobWorker:Limits:Default:MemoryBytes must be between 1048576 (1 MiB) and 1125899906842624 (is -1)" },

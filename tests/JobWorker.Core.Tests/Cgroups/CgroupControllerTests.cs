@@ -377,6 +377,65 @@ public sealed class CgroupControllerTests
     }
 
     [Fact(Timeout = 60_000)]
+    public async Task UserGroup_MemoryHogAndForkBomb_StayInTheirUsersGroupWhileAnotherUserRunsAtFullSpeed()
+    {
+        // mallory's jobs set no limits of their own: only her user group's aggregate bounds them.
+        const long UserMemory = 64 << 20;
+        const long UserProcesses = 40;
+        await using var t = TestRunner.Create(o => o with
+        {
+            UserLimitsByUser = new Dictionary<string, UserCgroupLimits> { ["mallory"] = new() { MemoryBytes = UserMemory, MaxProcesses = UserProcesses, CpuCores = 0.25 } },
+        });
+        RequireControllers(t, "cpu", "memory", "pids");
+        Job Start(string owner, params string[] args) => t.Runner.Start(new JobSpec(TestRunner.TestProcess, args) { Owner = owner });
+
+        var clock = Stopwatch.StartNew();
+        var victim = Start("alice", "busy", "5");
+        var victimSamples = SampleUntilEndAsync(victim, "cpu.stat", clock);
+        var burner = Start("mallory", "busy", "5");
+        var burnerSamples = SampleUntilEndAsync(burner, "cpu.stat", clock);
+        var bomb = Start("mallory", "forkbomb-forever");
+        var hog = Start("mallory", "alloc", "300");
+        var mallory = Path.GetDirectoryName(Path.GetDirectoryName(hog.CgroupPath))!;
+        Assert.Equal(Path.Combine(t.Runner.CgroupRoot, "users", "mallory"), mallory);
+
+        // The memory hog is killed inside mallory's group, at her aggregate, though it has no limit of its own.
+        var hogStatus = await hog.Completion.WaitAsync(Ct);
+        Assert.Equal(9, hogStatus.Signal);
+        Assert.True(hogStatus.OomKilled, $"state {hogStatus.State}, signal {hogStatus.Signal}");
+        Assert.InRange(hogStatus.Usage.MemoryPeakBytes ?? 0, 32L << 20, UserMemory);
+
+        // The fork bomb forks forever and is held at mallory's process count.
+        Assert.Equal("contained errno 11\n", await t.WaitForOutputAsync(bomb, "contained", Ct));
+        var pidsCurrent = long.Parse(File.ReadAllText(Path.Combine(mallory, "pids.current")).Trim(), CultureInfo.InvariantCulture);
+        Assert.InRange(pidsCurrent, UserProcesses - 5, UserProcesses);
+        // Only her group limits them (kernels before 6.12 count pids.events in the forking group, so not read here).
+        Assert.Equal("max", File.ReadAllText(Path.Combine(bomb.CgroupPath, "pids.max")).Trim());
+        Assert.Equal("max", File.ReadAllText(Path.Combine(bomb.CgroupPath, "memory.max")).Trim());
+        Assert.True(Keyed(File.ReadAllText(Path.Combine(mallory, "memory.events")), "oom_kill") >= 1);
+
+        // Meanwhile alice starts another job (its supervisor and process are hers, not mallory's to count) ...
+        var other = Start("alice", "echo", "started", "exit", "0");
+        Assert.Equal(0, (await other.Completion.WaitAsync(Ct)).ExitCode);
+        Assert.Equal("started\n", t.Output(other));
+
+        // ... and her busy loop keeps most of the CPU while mallory's burner and bomb share a quarter of it.
+        var victimStatus = await victim.Completion.WaitAsync(Ct);
+        await burner.Completion.WaitAsync(Ct);
+        var victimCpu = CpuOverWindow(await victimSamples, 1.0, 4.5);
+        var burnerCpu = CpuOverWindow(await burnerSamples, 1.0, 4.5);
+        TestContext.Current.TestOutputHelper?.WriteLine(
+            $"user group: hog memory.peak {hogStatus.Usage.MemoryPeakBytes}; pids.current {pidsCurrent}/{UserProcesses}; alice {victimCpu.Cores:F3} cores, mallory's burner {burnerCpu.Cores:F3} cores over {victimCpu.Seconds:F2} s; {Environment.ProcessorCount} CPU(s)");
+        Assert.Equal(0, victimStatus.ExitCode);
+        Assert.False(victimStatus.OomKilled);
+        Assert.InRange(burnerCpu.Cores, 0, 0.3);
+        Assert.True(victimCpu.Cores >= 0.6, $"alice's job got {victimCpu.Cores:F3} cores");
+
+        await bomb.StopAsync(TimeSpan.Zero, Ct);
+        Assert.False(Directory.Exists(mallory));
+    }
+
+    [Fact(Timeout = 60_000)]
     public async Task DelegatedCgroup_ServerMovesToLeafAndJobsAreSiblings()
     {
         var mount = TestRunner.CgroupMount;
