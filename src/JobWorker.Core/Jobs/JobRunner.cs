@@ -315,7 +315,12 @@ public sealed class JobRunner : IAsyncDisposable
             reportWrite.Dispose();
             if (!result.Succeeded)
             {
-                throw new JobStartException(JobStartFailure.SpawnFailed, $"Cannot start the job's supervisor ({shimPath}): {Interop.Describe(result.Errno)} at step {result.FailedStep}.", result.Errno);
+                throw new JobStartException(
+                    JobStartFailure.SpawnFailed,
+                    result.Errno == Interop.EAGAIN && result.FailedStep == Interop.Spawn.Step.Clone
+                        ? SpawnFailure.ProcessLimitReached(Interop.Describe(result.Errno))
+                        : $"Cannot start the job's supervisor ({shimPath}): {Interop.Describe(result.Errno)} at step {result.FailedStep}.",
+                    result.Errno);
             }
 
             shimPidfd = result.Pidfd!;

@@ -381,21 +381,25 @@ public sealed class CgroupControllerTests
     {
         // mallory's jobs set no limits of their own: only her user group's aggregate bounds them.
         const long UserMemory = 64 << 20;
-        const long UserProcesses = 40;
+        const long UserProcesses = 16;
         await using var t = TestRunner.Create(o => o with
         {
-            UserLimitsByUser = new Dictionary<string, UserCgroupLimits> { ["mallory"] = new() { MemoryBytes = UserMemory, MaxProcesses = UserProcesses, CpuCores = 0.25 } },
+            UserLimitsByUser = new Dictionary<string, UserCgroupLimits> { ["mallory"] = new() { MemoryBytes = UserMemory, MaxProcesses = UserProcesses, CpuCores = 0.1 } },
         });
         RequireControllers(t, "cpu", "memory", "pids");
         Job Start(string owner, params string[] args) => t.Runner.Start(new JobSpec(TestRunner.TestProcess, args) { Owner = owner });
 
+        // The control: alice's busy loop alone, measured the same way (the test and the runner share the CPU too).
         var clock = Stopwatch.StartNew();
+        var alone = Start("alice", "busy", "3");
+        var aloneCpu = CpuOverWindow(await SampleUntilEndAsync(alone, "cpu.stat", clock), 0.5, 2.5);
+
+        clock.Restart();
         var victim = Start("alice", "busy", "5");
         var victimSamples = SampleUntilEndAsync(victim, "cpu.stat", clock);
         var burner = Start("mallory", "busy", "5");
-        var burnerSamples = SampleUntilEndAsync(burner, "cpu.stat", clock);
-        var bomb = Start("mallory", "forkbomb-forever");
         var hog = Start("mallory", "alloc", "300");
+        var bomb = Start("mallory", "forkbomb-forever");
         var mallory = Path.GetDirectoryName(Path.GetDirectoryName(hog.CgroupPath))!;
         Assert.Equal(Path.Combine(t.Runner.CgroupRoot, "users", "mallory"), mallory);
 
@@ -414,22 +418,27 @@ public sealed class CgroupControllerTests
         Assert.Equal("max", File.ReadAllText(Path.Combine(bomb.CgroupPath, "memory.max")).Trim());
         Assert.True(Keyed(File.ReadAllText(Path.Combine(mallory, "memory.events")), "oom_kill") >= 1);
 
-        // Meanwhile alice starts another job (its supervisor and process are hers, not mallory's to count) ...
+        // mallory cannot start another job while her bomb holds all her processes (its supervisor cannot clone) ...
+        var refused = Assert.Throws<JobStartException>(() => Start("mallory", "exit", "0"));
+        Assert.Equal(11, refused.Errno);
+        Assert.StartsWith("The job's process could not be created: Resource temporarily unavailable (EAGAIN). The job's user has reached the process limit of its cgroup", refused.Message, StringComparison.Ordinal);
+
+        // ... while alice starts another job (its supervisor and process are hers, not mallory's to count) ...
         var other = Start("alice", "echo", "started", "exit", "0");
         Assert.Equal(0, (await other.Completion.WaitAsync(Ct)).ExitCode);
         Assert.Equal("started\n", t.Output(other));
 
-        // ... and her busy loop keeps most of the CPU while mallory's burner and bomb share a quarter of it.
+        // ... and her busy loop runs at the speed it has alone, less at most the tenth of a core mallory may use.
         var victimStatus = await victim.Completion.WaitAsync(Ct);
-        await burner.Completion.WaitAsync(Ct);
+        var burnerStatus = await burner.Completion.WaitAsync(Ct);
         var victimCpu = CpuOverWindow(await victimSamples, 1.0, 4.5);
-        var burnerCpu = CpuOverWindow(await burnerSamples, 1.0, 4.5);
+        var burnerCores = burnerStatus.Usage.CpuUsageMicroseconds!.Value / (burnerStatus.EndedAt!.Value - burnerStatus.StartedAt).TotalMicroseconds;
         TestContext.Current.TestOutputHelper?.WriteLine(
-            $"user group: hog memory.peak {hogStatus.Usage.MemoryPeakBytes}; pids.current {pidsCurrent}/{UserProcesses}; alice {victimCpu.Cores:F3} cores, mallory's burner {burnerCpu.Cores:F3} cores over {victimCpu.Seconds:F2} s; {Environment.ProcessorCount} CPU(s)");
+            $"user group: hog memory.peak {hogStatus.Usage.MemoryPeakBytes}; pids.current {pidsCurrent}/{UserProcesses}; alice {victimCpu.Cores:F3} cores (alone {aloneCpu.Cores:F3}), mallory's burner {burnerCores:F3} cores; over {victimCpu.Seconds:F2} s; {Environment.ProcessorCount} CPU(s)");
         Assert.Equal(0, victimStatus.ExitCode);
         Assert.False(victimStatus.OomKilled);
-        Assert.InRange(burnerCpu.Cores, 0, 0.3);
-        Assert.True(victimCpu.Cores >= 0.6, $"alice's job got {victimCpu.Cores:F3} cores");
+        Assert.InRange(burnerCores, 0, 0.125);
+        Assert.True(victimCpu.Cores >= 0.8 * aloneCpu.Cores, $"alice's job got {victimCpu.Cores:F3} cores, {aloneCpu.Cores:F3} alone");
 
         await bomb.StopAsync(TimeSpan.Zero, Ct);
         Assert.False(Directory.Exists(mallory));
@@ -455,13 +464,16 @@ public sealed class CgroupControllerTests
         try
         {
             // root: the io job writes the scratch device.
-            var runner = JobRunner.Create(new JobRunnerOptions { UseDelegatedCgroup = true, StateDirectory = logs, User = "root", Group = "root" });
+            var runner = JobRunner.Create(new JobRunnerOptions { UseDelegatedCgroup = true, StateDirectory = logs, User = "root", Group = "root", ServerMemoryMinBytes = 32 << 20, ServerMemoryLowBytes = 64 << 20 });
             string Output(Job job) => File.ReadAllText(Path.Combine(logs, "jobs", job.Id.ToString("N"), "output.log"));
             try
             {
                 Assert.Equal(delegated, runner.CgroupRoot);
                 Assert.Equal(delegated[mount.Length..] + "/server", JobWorker.Core.Cgroups.CgroupMount.FindOwnCgroup());
                 Assert.Superset(new HashSet<string> { "cpu", "memory", "io", "pids" }, runner.AvailableControllers.ToHashSet());
+                // The server's leaf is protected from reclaim for the jobs.
+                Assert.Equal("33554432", File.ReadAllText(Path.Combine(delegated, "server", "memory.min")).Trim());
+                Assert.Equal("67108864", File.ReadAllText(Path.Combine(delegated, "server", "memory.low")).Trim());
 
                 // Every limit, enforced in sibling groups of the server's leaf, all at once.
                 // Every limit, enforced in sibling groups of the server's leaf, all at once.
