@@ -71,6 +71,7 @@ public static class ServerApp
         var options = BindOptions(builder.Configuration);
         var (quotas, retention, disk) = BindQuotaOptions(builder.Configuration);
         var rateLimits = BindRateLimits(builder.Configuration);
+        var limits = BindLimits(builder.Configuration, options);
         var ca = LoadCa(options);
         var serverCertificate = LoadServerCertificate(options, ca);
         // Built once: the chain and the key handle are reused by every handshake.
@@ -81,6 +82,8 @@ public static class ServerApp
         services.AddSingleton(rateLimits);
         services.AddJobWorkerRateLimits(rateLimits);
         services.AddSingleton(Options.Create(options));
+        services.AddSingleton(limits);
+        services.AddSingleton(new JobLimitPolicy(limits));
         services.AddSingleton<ServerMetrics>();
         services.AddSingleton(new RequestValidator(options));
         services.AddSingleton(new StartRequestRegistry(options));
@@ -229,6 +232,23 @@ public static class ServerApp
 
         var errors = options.Validate();
         return errors.Count == 0 ? options : throw new StartupException("invalid configuration:\n  " + string.Join("\n  ", errors));
+    }
+
+    private static LimitsOptions BindLimits(ConfigurationManager configuration, ServerOptions server)
+    {
+        LimitsOptions limits;
+        try
+        {
+            // A misspelt key ("MemoryByte", "memory") would otherwise be ignored, and a limit silently not applied.
+            limits = configuration.GetSection(LimitsOptions.Section).Get<LimitsOptions>(binder => binder.ErrorOnUnknownConfiguration = true) ?? new LimitsOptions();
+        }
+        catch (InvalidOperationException e)
+        {
+            throw new StartupException($"invalid configuration: {LimitsOptions.Section}: {e.Message}{(e.InnerException is { } inner ? " " + inner.Message : "")}", e);
+        }
+
+        var errors = limits.Validate(server.UseDelegatedCgroup);
+        return errors.Count == 0 ? limits : throw new StartupException("invalid configuration:\n  " + string.Join("\n  ", errors));
     }
 
     private static X509Certificate2 LoadCa(ServerOptions options)

@@ -231,7 +231,7 @@ public sealed class DurabilityTests
             var running = new HashSet<string>(StringComparer.Ordinal);
             foreach (var job in jobs)
             {
-                var groupPath = Path.Combine(env.CgroupRoot, Guid.Parse(job.JobId).ToString("N"), "job");
+                var groupPath = Path.Combine(env.CgroupRoot, "users", job.Owner, Guid.Parse(job.JobId).ToString("N"), "job");
                 if (job.State == JobState.Running)
                 {
                     // A job said to run has its group, and its main process in it (a start cut short is not "running").
@@ -313,7 +313,7 @@ public sealed class DurabilityTests
         // The server keeps serving: the jobs it has are listed and nothing half-started remains.
         var jobs = (await client.ListJobsAsync(new ListJobsRequest { PageSize = 1000 }, cancellationToken: Token)).Jobs;
         Assert.All(jobs, job => Assert.Equal(JobState.Running, job.State));
-        Assert.Equal(jobs.Count, Directory.GetDirectories(env.CgroupRoot).Length);
+        Assert.Equal(jobs.Count, JobGroups(env.CgroupRoot).Count());
         server.Kill();
         await server.WaitForExitAsync(Token);
     }
@@ -374,7 +374,9 @@ public sealed class DurabilityTests
             return;
         }
 
-        foreach (var group in Directory.EnumerateDirectories(root))
+        // Nothing but the users' groups under the root, each holding its jobs' groups.
+        Assert.All(Directory.EnumerateDirectories(root), dir => Assert.Equal("users", Path.GetFileName(dir)));
+        foreach (var group in JobGroups(root))
         {
             var name = Path.GetFileName(group);
             foreach (var procs in Directory.EnumerateFiles(group, "cgroup.procs", SearchOption.AllDirectories))
@@ -386,6 +388,13 @@ public sealed class DurabilityTests
                 }
             }
         }
+    }
+
+    /// <summary>Every job's group: <c>&lt;root&gt;/users/&lt;user&gt;/&lt;id&gt;</c>.</summary>
+    private static IEnumerable<string> JobGroups(string root)
+    {
+        var users = Path.Combine(root, "users");
+        return Directory.Exists(users) ? Directory.EnumerateDirectories(users).SelectMany(Directory.EnumerateDirectories) : [];
     }
 
     private static bool WaitUntilEmpty(string procs)

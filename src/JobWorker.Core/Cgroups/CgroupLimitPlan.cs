@@ -17,6 +17,9 @@ internal sealed class CgroupLimitPlan
     /// <summary>Less memory than this cannot even exec a program; refuse it rather than OOM at once.</summary>
     internal const long MinMemoryBytes = 1L << 20;
 
+    /// <summary>No writes.</summary>
+    public static CgroupLimitPlan Empty { get; } = new([]);
+
     private CgroupLimitPlan(List<(string Controller, string File, string Value, bool Optional)> writes)
     {
         Writes = writes;
@@ -102,6 +105,62 @@ internal sealed class CgroupLimitPlan
 
             var device = BlockDevices.Resolve(io.Device, $"{field}.Device", sysfs);
             writes.Add(("io", "io.max", $"{device} {string.Join(' ', parts)}", false));
+        }
+
+        return new CgroupLimitPlan(writes);
+    }
+
+    /// <summary>
+    /// The aggregate limits of a user's group. No <c>memory.oom.group</c> here: an OOM in the user's group kills the
+    /// job it picks (each job's own group is an OOM group), never all of the user's jobs at once.
+    /// </summary>
+    /// <param name="limits">The limits.</param>
+    /// <param name="setting">The option's name for messages, such as <c>UserLimits</c>.</param>
+    /// <exception cref="ArgumentException">A value the kernel would reject; names the setting.</exception>
+    public static CgroupLimitPlan CreateForUser(UserCgroupLimits limits, string setting)
+    {
+        ArgumentNullException.ThrowIfNull(limits);
+        var writes = new List<(string, string, string, bool)>();
+        if (limits.CpuCores is { } cores)
+        {
+            var quota = double.IsFinite(cores) ? (long)Math.Round(cores * CpuPeriodMicroseconds) : 0;
+            if (quota < MinCpuQuotaMicroseconds || cores > 4096)
+            {
+                throw new ArgumentException($"{setting}.CpuCores must be between 0.01 and 4096 cores, not {cores}.", nameof(limits));
+            }
+
+            writes.Add(("cpu", "cpu.max", string.Create(CultureInfo.InvariantCulture, $"{quota} {CpuPeriodMicroseconds}"), false));
+        }
+
+        if (limits.CpuWeight is { } weight)
+        {
+            if (weight is < 1 or > 10_000)
+            {
+                throw new ArgumentException($"{setting}.CpuWeight must be between 1 and 10000 (the kernel's default is 100), not {weight}.", nameof(limits));
+            }
+
+            writes.Add(("cpu", "cpu.weight", weight.ToString(CultureInfo.InvariantCulture), false));
+        }
+
+        if (limits.MemoryBytes is { } memory)
+        {
+            if (memory < MinMemoryBytes)
+            {
+                throw new ArgumentException($"{setting}.MemoryBytes must be at least {MinMemoryBytes} (1 MiB), not {memory}.", nameof(limits));
+            }
+
+            writes.Add(("memory", "memory.max", memory.ToString(CultureInfo.InvariantCulture), false));
+            writes.Add(("memory", "memory.swap.max", "0", true));
+        }
+
+        if (limits.MaxProcesses is { } pids)
+        {
+            if (pids < 1)
+            {
+                throw new ArgumentException($"{setting}.MaxProcesses must be at least 1, not {pids}.", nameof(limits));
+            }
+
+            writes.Add(("pids", "pids.max", pids.ToString(CultureInfo.InvariantCulture), false));
         }
 
         return new CgroupLimitPlan(writes);

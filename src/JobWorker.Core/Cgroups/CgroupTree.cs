@@ -1,15 +1,34 @@
 using System.Globalization;
+using System.Security.Cryptography;
+using System.Text;
 using JobWorker.Core.Jobs;
 using JobWorker.Core.State;
 
 namespace JobWorker.Core.Cgroups;
 
-/// <summary>The cgroup subtree a runner owns: where job groups are created and which controllers they get.</summary>
+/// <summary>
+/// The cgroup subtree a runner owns: where job groups are created and which controllers they get. Jobs are grouped
+/// by user: <c>&lt;root&gt;/users/&lt;user&gt;/&lt;id&gt;</c>, so a user's aggregate limits bound all of that user's
+/// jobs together (docs/design-engine.md, "cgroup layout").
+/// </summary>
 internal sealed class CgroupTree : IDisposable
 {
     internal static readonly string[] LimitControllers = ["cpu", "memory", "io", "pids"];
 
+    /// <summary>The directory under the root that holds one group per user.</summary>
+    internal const string UsersDirectory = "users";
+
+    /// <summary>The server's own leaf with <see cref="JobRunnerOptions.UseDelegatedCgroup"/>.</summary>
+    internal const string ServerDirectory = "server";
+
+    // An escaped name never exceeds this; longer ones end in a digest (NAME_MAX is 255 bytes).
+    private const int MaxUserDirectoryLength = 200;
+
     private readonly bool _createdRoot;
+
+    // Creating a job's directory in its user's group and removing an empty user group exclude each other, so a user
+    // group is never removed between being found and receiving a new job.
+    private readonly Lock _userGroups = new();
 
     private readonly DirectoryLock _lock;
 
@@ -30,6 +49,9 @@ internal sealed class CgroupTree : IDisposable
     public string Root { get; }
 
     public bool Delegated { get; }
+
+    /// <summary><c>&lt;root&gt;/users</c>: one group per user.</summary>
+    public string UsersRoot => Path.Combine(Root, UsersDirectory);
 
     /// <summary>Controllers enabled for job groups (the root's <c>cgroup.subtree_control</c>).</summary>
     public IReadOnlySet<string> Controllers { get; }
@@ -57,6 +79,12 @@ internal sealed class CgroupTree : IDisposable
             }
 
             root = Path.Join(mount, own).TrimEnd('/');
+            if (own.EndsWith("/" + ServerDirectory, StringComparison.Ordinal) && own.LastIndexOf('/') > 0)
+            {
+                // Already in the leaf: a runner created again in the same process, or systemd's DelegateSubgroup=server.
+                root = Path.GetDirectoryName(root)!;
+            }
+
             MoveSelfIntoLeaf(root);
         }
         else
@@ -94,7 +122,9 @@ internal sealed class CgroupTree : IDisposable
         var rootLock = DirectoryLock.Acquire(root, "cgroup root", options.UseDelegatedCgroup ? null : "CgroupRoot");
         try
         {
-            return new CgroupTree(mount, root, options.UseDelegatedCgroup, created, EnableControllers(root), rootLock);
+            var tree = new CgroupTree(mount, root, options.UseDelegatedCgroup, created, EnableControllers(root), rootLock);
+            tree.ProtectServer(options);
+            return tree;
         }
         catch
         {
@@ -109,13 +139,174 @@ internal sealed class CgroupTree : IDisposable
     /// </summary>
     private static void MoveSelfIntoLeaf(string root)
     {
-        var leaf = Path.Combine(root, "server");
+        var leaf = Path.Combine(root, ServerDirectory);
         if (!Directory.Exists(leaf) && Interop.Sys.MakeDirectory(leaf, 0b111_101_101) < 0)
         {
             throw Interop.CreateIOException(System.Runtime.InteropServices.Marshal.GetLastPInvokeError(), "creating the server's leaf cgroup", leaf);
         }
 
         CgroupFiles.Write(Path.Combine(leaf, "cgroup.procs"), Interop.Sys.GetPid().ToString(CultureInfo.InvariantCulture));
+    }
+
+    /// <summary>memory.min and memory.low of the server's leaf: reclaim for the jobs never takes the server's memory.</summary>
+    private void ProtectServer(JobRunnerOptions options)
+    {
+        foreach (var (setting, file, value) in new[] { (nameof(options.ServerMemoryMinBytes), "memory.min", options.ServerMemoryMinBytes), (nameof(options.ServerMemoryLowBytes), "memory.low", options.ServerMemoryLowBytes) })
+        {
+            if (value is not { } bytes)
+            {
+                continue;
+            }
+
+            if (!Controllers.Contains("memory"))
+            {
+                throw new CgroupControllerUnavailableException("memory", $"{setting} needs the memory controller. {ExplainMissing("memory", $"remove {setting}")}");
+            }
+
+            CgroupFiles.Write(Path.Combine(Root, ServerDirectory, file), bytes.ToString(CultureInfo.InvariantCulture));
+        }
+    }
+
+    /// <summary>
+    /// The directory name of <paramref name="owner"/>'s group. Bytes other than ASCII letters, digits, '_' and '-'
+    /// become <c>%XX</c> (so no name is <c>..</c>, holds a '/', or, having no '.', collides with an interface file
+    /// such as <c>cpu.max</c>); no owner is <c>%</c>, which no escaped name can be; a name longer than 200 characters
+    /// once escaped is cut and ends in <c>%%</c> and its SHA-256.
+    /// </summary>
+    public static string UserDirectoryName(string? owner)
+    {
+        if (string.IsNullOrEmpty(owner))
+        {
+            return "%";
+        }
+
+        var bytes = Encoding.UTF8.GetBytes(owner);
+        var name = new StringBuilder(bytes.Length);
+        foreach (var b in bytes)
+        {
+            if (char.IsAsciiLetterOrDigit((char)b) || b is (byte)'_' or (byte)'-')
+            {
+                name.Append((char)b);
+            }
+            else
+            {
+                name.Append('%').Append(b.ToString("X2", CultureInfo.InvariantCulture));
+            }
+        }
+
+        if (name.Length <= MaxUserDirectoryLength)
+        {
+            return name.ToString();
+        }
+
+        var cut = MaxUserDirectoryLength - 66;
+        if (name[cut - 1] == '%')
+        {
+            cut--;
+        }
+        else if (name[cut - 2] == '%')
+        {
+            cut -= 2;
+        }
+
+        return string.Concat(name.ToString(0, cut), "%%", Convert.ToHexStringLower(SHA256.HashData(bytes)));
+    }
+
+    /// <summary><c>&lt;root&gt;/users/&lt;user&gt;</c>.</summary>
+    public string UserGroupPath(string? owner) => Path.Combine(UsersRoot, UserDirectoryName(owner));
+
+    /// <summary>
+    /// Creates <c>&lt;root&gt;/users/&lt;user&gt;/&lt;name&gt;</c>, first the user's group (controllers enabled,
+    /// <paramref name="userPlan"/> applied) and <c>users</c> when missing.
+    /// </summary>
+    /// <exception cref="IOException">A group cannot be created or a limit cannot be written.</exception>
+    public string CreateJobDirectory(string? owner, string name, CgroupLimitPlan userPlan)
+    {
+        var user = UserGroupPath(owner);
+        var path = Path.Combine(user, name);
+        lock (_userGroups)
+        {
+            if (Interop.Sys.MakeDirectory(path, 0b111_101_101) == 0)
+            {
+                return path;
+            }
+
+            var errno = System.Runtime.InteropServices.Marshal.GetLastPInvokeError();
+            if (errno != Interop.ENOENT)
+            {
+                throw Interop.CreateIOException(errno, "creating cgroup", path);
+            }
+
+            CreateParent(UsersRoot, CgroupLimitPlan.Empty);
+            CreateParent(user, userPlan);
+            _ = JobCgroup.Create(path);
+            return path;
+        }
+    }
+
+    /// <summary>Writes <paramref name="userPlan"/> to an existing user group (the settings may have changed since it was made).</summary>
+    public void ApplyUserLimits(string userGroup, CgroupLimitPlan userPlan)
+    {
+        lock (_userGroups)
+        {
+            new JobCgroup(userGroup).Apply(userPlan);
+        }
+    }
+
+    private void CreateParent(string path, CgroupLimitPlan plan)
+    {
+        var created = false;
+        if (Interop.Sys.MakeDirectory(path, 0b111_101_101) == 0)
+        {
+            created = true;
+        }
+        else if (System.Runtime.InteropServices.Marshal.GetLastPInvokeError() is var errno && errno != Interop.EEXIST)
+        {
+            throw Interop.CreateIOException(errno, "creating cgroup", path);
+        }
+
+        try
+        {
+            new JobCgroup(path).Apply(plan);
+            if (Controllers.Count > 0)
+            {
+                var enable = string.Join(' ', Controllers.Order(StringComparer.Ordinal).Select(c => "+" + c));
+                var errno = CgroupFiles.TryWrite(Path.Combine(path, "cgroup.subtree_control"), enable);
+                if (errno != 0)
+                {
+                    throw Interop.CreateIOException(errno, $"enabling controllers '{enable}' in", path);
+                }
+            }
+        }
+        catch when (created)
+        {
+            _ = Interop.Sys.RemoveDirectory(path);
+            throw;
+        }
+    }
+
+    /// <summary>
+    /// Removes <paramref name="owner"/>'s group if no job is left in it, and <c>users</c> if no user is left. A group
+    /// still in use stays (rmdir of a cgroup with children fails).
+    /// </summary>
+    public void RemoveUserGroupIfEmpty(string? owner)
+    {
+        lock (_userGroups)
+        {
+            if (Interop.Sys.RemoveDirectory(UserGroupPath(owner)) == 0)
+            {
+                _ = Interop.Sys.RemoveDirectory(UsersRoot);
+            }
+        }
+    }
+
+    /// <summary>Removes a user group found without jobs at start-up (created by an earlier server of this root).</summary>
+    public bool TryRemoveEmptyGroup(string path)
+    {
+        lock (_userGroups)
+        {
+            return Interop.Sys.RemoveDirectory(path) == 0;
+        }
     }
 
     private static HashSet<string> EnableControllers(string root)
@@ -135,18 +326,21 @@ internal sealed class CgroupTree : IDisposable
     }
 
     /// <summary>Why <paramref name="controller"/> is missing, with what would fix it.</summary>
-    public string ExplainMissing(string controller, string limit)
+    public string ExplainMissing(string controller, string limit) => ExplainMissing(controller, limit, $"start the job without {limit}");
+
+    /// <summary>Why <paramref name="controller"/> is missing, ending with <paramref name="alternative"/>.</summary>
+    public string ExplainMissing(string controller, string limit, string alternative)
     {
         var atMount = CgroupFiles.ReadControllers(Path.Combine(MountPoint, "cgroup.controllers"));
         if (!atMount.Contains(controller))
         {
             var v1 = IsBoundToV1(controller);
             return v1
-                ? $"The {controller} controller is not enabled in {MountPoint}: this host runs cgroups in v1/hybrid mode and the controller is bound to a cgroup v1 hierarchy, so cgroup v2 cannot use it. Boot with cgroup_no_v1=all (or systemd.unified_cgroup_hierarchy=1), or start the job without {limit}."
-                : $"The {controller} controller is not available in the cgroup2 hierarchy at {MountPoint} (not listed in cgroup.controllers; is it compiled into the kernel?). Start the job without {limit}.";
+                ? $"The {controller} controller is not enabled in {MountPoint}: this host runs cgroups in v1/hybrid mode and the controller is bound to a cgroup v1 hierarchy, so cgroup v2 cannot use it. Boot with cgroup_no_v1=all (or systemd.unified_cgroup_hierarchy=1), or {alternative}."
+                : $"The {controller} controller is not available in the cgroup2 hierarchy at {MountPoint} (not listed in cgroup.controllers; is it compiled into the kernel?). {char.ToUpperInvariant(alternative[0])}{alternative[1..]}.";
         }
 
-        return $"The {controller} controller is not enabled for {Root}: enable it in cgroup.subtree_control of every ancestor down to {Root} (with systemd: Delegate=yes and JobRunnerOptions.UseDelegatedCgroup), or start the job without {limit}.";
+        return $"The {controller} controller is not enabled for {Root}: enable it in cgroup.subtree_control of every ancestor down to {Root} (with systemd: Delegate=yes and JobRunnerOptions.UseDelegatedCgroup), or {alternative}.";
     }
 
     private static bool IsBoundToV1(string controller)

@@ -1,8 +1,9 @@
 namespace JobWorker.Core.Cgroups;
 
 /// <summary>
-/// The cgroups of one job: <c>&lt;root&gt;/&lt;id&gt;/job</c> holds the job's processes and its limits,
-/// <c>&lt;root&gt;/&lt;id&gt;/shim</c> holds only its supervisor. The supervisor is the only process ever placed in
+/// The cgroups of one job: <c>&lt;root&gt;/users/&lt;user&gt;/&lt;id&gt;/job</c> holds the job's processes and its
+/// limits, <c>…/&lt;id&gt;/shim</c> holds only its supervisor (jobs started before user groups existed have
+/// <c>&lt;root&gt;/&lt;id&gt;</c>). The supervisor is the only process ever placed in
 /// its group, so a restarted server finds it there and knows it is this job's (docs/design-durability.md).
 /// </summary>
 internal sealed class JobGroup
@@ -14,7 +15,7 @@ internal sealed class JobGroup
         Shim = new JobCgroup(System.IO.Path.Combine(path, "shim"));
     }
 
-    /// <summary><c>&lt;root&gt;/&lt;id&gt;</c>.</summary>
+    /// <summary><c>&lt;root&gt;/users/&lt;user&gt;/&lt;id&gt;</c>.</summary>
     public string Path { get; }
 
     /// <summary>The job's processes, with its limits.</summary>
@@ -26,13 +27,13 @@ internal sealed class JobGroup
     public bool Exists => Directory.Exists(Path);
 
     /// <summary>
-    /// Creates the three groups and applies <paramref name="plan"/> to the job's. The controllers in
-    /// <paramref name="controllers"/> are enabled for the children (one write), so limits and usage figures work.
+    /// Creates the job's and the supervisor's groups in <paramref name="path"/> (which exists, see
+    /// <see cref="CgroupTree.CreateJobDirectory"/>) and applies <paramref name="plan"/> to the job's. The controllers
+    /// in <paramref name="controllers"/> are enabled for the children (one write), so limits and usage figures work.
     /// </summary>
     public static JobGroup Create(string path, IReadOnlySet<string> controllers, CgroupLimitPlan plan)
     {
         var group = new JobGroup(path);
-        JobCgroup.Create(path);
         try
         {
             if (controllers.Count > 0)

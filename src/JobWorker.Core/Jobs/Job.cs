@@ -293,6 +293,10 @@ public sealed class Job
         {
             _runner.ReportBackgroundError(this, "removing the cgroup", new IOException($"cgroup {_group.Path} could not be removed"));
         }
+        else
+        {
+            _runner.OnGroupRemoved(Spec.Owner);
+        }
 
         var state = StopRequested ? JobState.Stopped : exitCode is not null ? JobState.Exited : JobState.Signaled;
         var final = new JobStatus

@@ -39,11 +39,13 @@ public sealed class JobRunner : IAsyncDisposable
     private readonly ProcessStartState _startState;
 
     private readonly OwnerIdentities? _identities;
+    private readonly UserPlans _userPlans;
 
-    private JobRunner(JobRunnerOptions options, ProcessStartState startState, CgroupTree tree, IJobStore store, OwnerIdentities? identities)
+    private JobRunner(JobRunnerOptions options, ProcessStartState startState, UserPlans userPlans, CgroupTree tree, IJobStore store, OwnerIdentities? identities)
     {
         Options = options;
         _identities = identities;
+        _userPlans = userPlans;
         _startState = startState;
         _tree = tree;
         Store = store;
@@ -94,14 +96,16 @@ public sealed class JobRunner : IAsyncDisposable
         ArgumentNullException.ThrowIfNull(options);
         Validate(options);
         var startState = ResolveStartState(options);
+        var userPlans = UserPlans.Create(options);
         // The cgroup root first: a host that cannot run jobs at all is refused before a state directory exists.
         var tree = CgroupTree.Open(options);
         FileJobStore? store = null;
         try
         {
+            userPlans.CheckControllers(tree);
             store = FileJobStore.Open(options.StateDirectory);
             var identities = options.Identity.Mode == JobIdentityMode.PerOwner ? OwnerIdentities.Open(options.Identity, store.Root) : null;
-            var runner = new JobRunner(options, startState, tree, store, identities);
+            var runner = new JobRunner(options, startState, userPlans, tree, store, identities);
             runner.Recover();
             if (options.SupervisorPoolSize > 0 && ShimLaunch.ShimPath is { } shimPath)
             {
@@ -150,6 +154,18 @@ public sealed class JobRunner : IAsyncDisposable
             if ((isolation & ~JobIsolation.All) != 0)
             {
                 throw new ArgumentException($"{name} {isolation} has unknown flags; use a combination of Pid, Mount, Network, Ipc and Uts.", nameof(options));
+            }
+        }
+
+        foreach (var (name, value) in new[] { (nameof(options.ServerMemoryMinBytes), options.ServerMemoryMinBytes), (nameof(options.ServerMemoryLowBytes), options.ServerMemoryLowBytes) })
+        {
+            if (value is { } bytes && (bytes < 0 || !options.UseDelegatedCgroup))
+            {
+                throw new ArgumentException(
+                    bytes < 0
+                        ? $"{name} must not be negative, not {bytes}."
+                        : $"{name} protects the server's own cgroup, which exists only with UseDelegatedCgroup; without it, protect the server where it runs (systemd: MemoryMin= and OOMScoreAdjust= in its unit).",
+                    nameof(options));
             }
         }
     }
@@ -280,7 +296,8 @@ public sealed class JobRunner : IAsyncDisposable
         {
             try
             {
-                group = JobGroup.Create(Path.Combine(_tree.Root, id.ToString("N")), _tree.Controllers, plan);
+                var directory = _tree.CreateJobDirectory(spec.Owner, id.ToString("N"), _userPlans.For(spec.Owner));
+                group = JobGroup.Create(directory, _tree.Controllers, plan);
             }
             catch (IOException ex)
             {
@@ -344,7 +361,12 @@ public sealed class JobRunner : IAsyncDisposable
                 reportWrite.Dispose();
                 if (!result.Succeeded)
                 {
-                    throw new JobStartException(JobStartFailure.SpawnFailed, $"Cannot start the job's supervisor ({shimPath}): {Interop.Describe(result.Errno)} at step {result.FailedStep}.", result.Errno);
+                    throw new JobStartException(
+                        JobStartFailure.SpawnFailed,
+                        result.Errno == Interop.EAGAIN && result.FailedStep == Interop.Spawn.Step.Clone
+                            ? SpawnFailure.ProcessLimitReached(Interop.Describe(result.Errno))
+                            : $"Cannot start the job's supervisor ({shimPath}): {Interop.Describe(result.Errno)} at step {result.FailedStep}.",
+                        result.Errno);
                 }
 
                 shimPidfd = result.Pidfd!;
@@ -376,6 +398,8 @@ public sealed class JobRunner : IAsyncDisposable
                 group.Job.Kill();
                 group.TryRemove();
             }
+
+            _tree.RemoveUserGroupIfEmpty(spec.Owner);
 
             shimPidfd?.Dispose();
             Untrack(id);
@@ -442,11 +466,12 @@ public sealed class JobRunner : IAsyncDisposable
         }
 
         var known = new HashSet<string>(StringComparer.Ordinal);
+        var owners = new Dictionary<string, string?>(StringComparer.Ordinal);
         foreach (var record in contents.Records)
         {
-            var name = record.Id.ToString("N");
-            known.Add(name);
-            var group = new JobGroup(Path.Combine(_tree.Root, name));
+            var group = FindGroup(record);
+            known.Add(group.Path);
+            owners[CgroupTree.UserDirectoryName(record.Spec.Owner)] = record.Spec.Owner;
             if (record.Final is not null)
             {
                 var ended = new Job(this, record, group, new OutputLog(Store.LogPath(record.Id), Options.LogSizeLimitBytes, watcher: null), record.Final.Pid, record.Final.StartedAt, null, shimIsChild: false);
@@ -500,12 +525,85 @@ public sealed class JobRunner : IAsyncDisposable
         foreach (var dir in Directory.EnumerateDirectories(_tree.Root))
         {
             var name = Path.GetFileName(dir);
-            if (!known.Contains(name) && !(_tree.Delegated && name == "server"))
+            if (!known.Contains(dir) && name != CgroupTree.UsersDirectory && !(_tree.Delegated && name == CgroupTree.ServerDirectory))
             {
                 RunnerLog.ForeignGroup(_logger, dir, Store.Root);
             }
         }
+
+        RecoverUserGroups(known, owners);
     }
+
+    /// <summary>
+    /// The user groups: current aggregate limits for those with jobs (the settings may have changed), empty ones
+    /// removed, and any group inside them without a record logged and left alone.
+    /// </summary>
+    private void RecoverUserGroups(HashSet<string> known, Dictionary<string, string?> owners)
+    {
+        if (!Directory.Exists(_tree.UsersRoot))
+        {
+            return;
+        }
+
+        foreach (var user in Directory.EnumerateDirectories(_tree.UsersRoot))
+        {
+            List<string> jobs;
+            try
+            {
+                jobs = [.. Directory.EnumerateDirectories(user)];
+            }
+            catch (DirectoryNotFoundException)
+            {
+                continue; // a job that ended during start-up removed it with its last group
+            }
+
+            foreach (var dir in jobs.Where(d => !known.Contains(d)))
+            {
+                RunnerLog.ForeignGroup(_logger, dir, Store.Root);
+            }
+
+            if (jobs.Count == 0)
+            {
+                _ = _tree.TryRemoveEmptyGroup(user);
+            }
+            else if (owners.TryGetValue(Path.GetFileName(user), out var owner))
+            {
+                try
+                {
+                    _tree.ApplyUserLimits(user, _userPlans.For(owner));
+                }
+                catch (IOException ex)
+                {
+                    RunnerLog.UserLimitsNotApplied(_logger, user, ex.Message);
+                }
+            }
+        }
+
+        _ = _tree.TryRemoveEmptyGroup(_tree.UsersRoot);
+    }
+
+    /// <summary>
+    /// A recorded job's groups: in its user's group, or directly under the root for a job started by a server from
+    /// before user groups (it keeps that place until it ends).
+    /// </summary>
+    private JobGroup FindGroup(JobRecord record)
+    {
+        var name = record.Id.ToString("N");
+        var path = Path.Combine(_tree.UserGroupPath(record.Spec.Owner), name);
+        if (!Directory.Exists(path))
+        {
+            var flat = Path.Combine(_tree.Root, name);
+            if (Directory.Exists(flat))
+            {
+                return new JobGroup(flat);
+            }
+        }
+
+        return new JobGroup(path);
+    }
+
+    /// <summary>Called once a job's groups are gone: its user's group goes too when it was the user's last job.</summary>
+    internal void OnGroupRemoved(string? owner) => _tree.RemoveUserGroupIfEmpty(owner);
 
     /// <summary>
     /// A pidfd for the job's supervisor, proven to be it: the pid read from the supervisor's group is opened as a

@@ -16,6 +16,25 @@ public sealed record JobRunnerOptions
     public bool UseDelegatedCgroup { get; init; }
 
     /// <summary>
+    /// Aggregate limits of every user's cgroup (<c>&lt;root&gt;/users/&lt;user&gt;</c>, which holds all jobs of
+    /// <see cref="JobSpec.Owner"/>), unless <see cref="UserLimitsByUser"/> names the user. Default none. A limit whose
+    /// controller is missing fails <see cref="JobRunner.Create"/>.
+    /// </summary>
+    public UserCgroupLimits UserLimits { get; init; } = UserCgroupLimits.None;
+
+    /// <summary>Aggregate limits for particular users (by <see cref="JobSpec.Owner"/>), instead of <see cref="UserLimits"/>.</summary>
+    public IReadOnlyDictionary<string, UserCgroupLimits> UserLimitsByUser { get; init; } = new Dictionary<string, UserCgroupLimits>();
+
+    /// <summary>
+    /// <c>memory.min</c> of the runner's own cgroup (<c>&lt;root&gt;/server</c>, only with
+    /// <see cref="UseDelegatedCgroup"/>): memory the kernel never reclaims from the server for the jobs. Default none.
+    /// </summary>
+    public long? ServerMemoryMinBytes { get; init; }
+
+    /// <summary><c>memory.low</c> of the runner's own cgroup (best-effort protection), like <see cref="ServerMemoryMinBytes"/>.</summary>
+    public long? ServerMemoryLowBytes { get; init; }
+
+    /// <summary>
     /// The state directory (created 0700): one directory per job with its record and its log, locked by one runner at
     /// a time. Default <c>/var/lib/jobworker</c>. See docs/design-durability.md.
     /// </summary>

@@ -22,4 +22,7 @@ internal static partial class RunnerLog
 
     [LoggerMessage(EventId = 105, Level = LogLevel.Warning, Message = "cgroup {Path} has no job record in {StateDirectory}: not created by this server, left untouched")]
     public static partial void ForeignGroup(ILogger logger, string path, string stateDirectory);
+
+    [LoggerMessage(EventId = 106, Level = LogLevel.Warning, Message = "The aggregate limits of user cgroup {Path} could not be updated ({Reason}); it keeps its earlier ones")]
+    public static partial void UserLimitsNotApplied(ILogger logger, string path, string reason);
 }

@@ -36,10 +36,15 @@ internal static class SpawnFailure
                 : $"The job's session keyring could not be created (KEYCTL_JOIN_SESSION_KEYRING): {why}."),
             Interop.Spawn.Step.Rlimit or Interop.Spawn.Step.OomScore or Interop.Spawn.Step.Priority or Interop.Spawn.Step.Affinity => (JobStartFailure.SpawnFailed,
                 $"Setting the job's start state failed at {result.FailedStep} ({StartStateStep(result.FailedStep)}): {why}.{StartStateHint(result.FailedStep, errno)}"),
+            Interop.Spawn.Step.Clone when errno == Interop.EAGAIN => (JobStartFailure.SpawnFailed, ProcessLimitReached(why)),
             _ => (JobStartFailure.SpawnFailed, $"Starting the process failed at step {result.FailedStep}: {why}."),
         };
         return new JobStartException(reason, message, errno);
     }
+
+    /// <summary>EAGAIN from clone: a pids.max above the job (its user's group) or the system's pid limit is reached.</summary>
+    public static string ProcessLimitReached(string why)
+        => $"The job's process could not be created: {why}. The job's user has reached the process limit of its cgroup (pids.max of <root>/users/<user>), or the system its pid limit; stop some of the user's jobs and try again.";
 
     private static string StartStateHint(Interop.Spawn.Step step, int errno) => (step, errno) switch
     {

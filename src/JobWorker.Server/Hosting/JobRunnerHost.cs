@@ -18,6 +18,8 @@ namespace JobWorker.Server.Hosting;
 public sealed class JobRunnerHost : IHostedLifecycleService, IAsyncDisposable
 {
     private readonly ServerOptions _options;
+    private readonly LimitsOptions _limits;
+    private readonly JobLimitPolicy _limitPolicy;
     private readonly ServerMetrics _metrics;
     private readonly StartRequestRegistry _requests;
     private readonly ILogger<JobRunnerHost> _logger;
@@ -32,10 +34,12 @@ public sealed class JobRunnerHost : IHostedLifecycleService, IAsyncDisposable
     private int _streams;
     private TaskCompletionSource? _streamsDrained;
 
-    public JobRunnerHost(IOptions<ServerOptions> options, ServerMetrics metrics, StartRequestRegistry requests, QuotaLedger quotas, DiskWatermark disk, RetentionOptions retention, ILogger<JobRunnerHost> logger)
+    public JobRunnerHost(IOptions<ServerOptions> options, LimitsOptions limits, JobLimitPolicy limitPolicy, ServerMetrics metrics, StartRequestRegistry requests, QuotaLedger quotas, DiskWatermark disk, RetentionOptions retention, ILogger<JobRunnerHost> logger)
     {
         ArgumentNullException.ThrowIfNull(options);
         _options = options.Value;
+        _limits = limits;
+        _limitPolicy = limitPolicy;
         _quotas = quotas;
         _disk = disk;
         _retention = retention;
@@ -185,8 +189,13 @@ public sealed class JobRunnerHost : IHostedLifecycleService, IAsyncDisposable
             DefaultIsolation = _options.DefaultIsolation,
             RequiredIsolation = _options.RequiredIsolation,
             StartState = _options.JobStartState(),
+            UserLimits = _limits.UserCgroupLimits(),
+            UserLimitsByUser = _limits.UserCgroupLimitsByUser(),
+            ServerMemoryMinBytes = _limits.Server.MemoryMinBytes,
+            ServerMemoryLowBytes = _limits.Server.MemoryLowBytes,
             Logger = _logger,
         });
+        CheckDefaultsEnforceable(_runner);
         _runner.BackgroundError += (_, e) => Log.JobBackgroundError(_logger, e.Exception, e.JobId, e.Operation);
 
         // Request ids survive a restart: a retry that reaches this server returns the job an earlier one started.
@@ -209,6 +218,25 @@ public sealed class JobRunnerHost : IHostedLifecycleService, IAsyncDisposable
     }
 
     public Task StartedAsync(CancellationToken cancellationToken) => Task.CompletedTask;
+
+    /// <summary>
+    /// A default limit is applied to every start that omits it; without its controller every such start would fail.
+    /// Refused at start-up instead, naming the setting (a requested limit without its controller fails that start).
+    /// The runner is released when the host is disposed, as after any failed start.
+    /// </summary>
+    private void CheckDefaultsEnforceable(JobRunner runner)
+    {
+        var missing = _limitPolicy.Defaults().Where(d => !runner.AvailableControllers.Contains(d.Controller)).ToList();
+        if (missing.Count == 0)
+        {
+            return;
+        }
+
+        var available = runner.AvailableControllers.Count == 0 ? "none" : string.Join(' ', runner.AvailableControllers.Order(StringComparer.Ordinal));
+        var (setting, controller) = missing[0];
+        throw new JobWorkerException(
+            $"{setting} sets a default limit, but the cgroup v2 {controller} controller is not available to jobs under {runner.CgroupRoot} (available: {available}). Remove the default, or run the server where the controller is enabled (systemd: Delegate=yes and --delegated-cgroup, see docs/operations.md).");
+    }
 
     /// <summary>
     /// Runs before Kestrel stops: refuse new jobs. By default jobs keep running under their supervisors and a

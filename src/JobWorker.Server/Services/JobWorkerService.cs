@@ -23,13 +23,15 @@ public sealed class JobWorkerService : Proto.JobWorker.JobWorkerBase
     private readonly JobRunnerHost _host;
     private readonly RequestValidator _validator;
     private readonly StartRequestRegistry _requests;
+    private readonly JobLimitPolicy _limits;
     private readonly ServerMetrics _metrics;
     private readonly ILogger<JobWorkerService> _logger;
 
-    public JobWorkerService(JobRunnerHost host, RequestValidator validator, StartRequestRegistry requests, ServerMetrics metrics, ILogger<JobWorkerService> logger)
+    public JobWorkerService(JobRunnerHost host, RequestValidator validator, StartRequestRegistry requests, JobLimitPolicy limits, ServerMetrics metrics, ILogger<JobWorkerService> logger)
     {
         _host = host;
         _validator = validator;
+        _limits = limits;
         _requests = requests;
         _metrics = metrics;
         _logger = logger;
@@ -44,7 +46,8 @@ public sealed class JobWorkerService : Proto.JobWorker.JobWorkerBase
             throw new RpcException(new Status(StatusCode.PermissionDenied, $"role '{caller.Role}' may not start jobs"));
         }
 
-        var spec = _validator.ToSpec(request, caller.User);
+        // The limits after the caller's defaults are what the job runs with, what is recorded and what GetJob reports.
+        var spec = _limits.Apply(_validator.ToSpec(request, caller.User), caller);
         var requestId = RequestValidator.ParseRequestId(request.RequestId);
         // The call's token is cancelled when the client goes away or its deadline passes: checked up to the spawn.
         var cancellationToken = context.CancellationToken;

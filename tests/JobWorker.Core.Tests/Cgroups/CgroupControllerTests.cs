@@ -398,6 +398,74 @@ public sealed class CgroupControllerTests
     }
 
     [Fact(Timeout = 60_000)]
+    public async Task UserGroup_MemoryHogAndForkBomb_StayInTheirUsersGroupWhileAnotherUserRunsAtFullSpeed()
+    {
+        // mallory's jobs set no limits of their own: only her user group's aggregate bounds them.
+        const long UserMemory = 64 << 20;
+        const long UserProcesses = 16;
+        await using var t = TestRunner.Create(o => o with
+        {
+            UserLimitsByUser = new Dictionary<string, UserCgroupLimits> { ["mallory"] = new() { MemoryBytes = UserMemory, MaxProcesses = UserProcesses, CpuCores = 0.1 } },
+        });
+        RequireControllers(t, "cpu", "memory", "pids");
+        Job Start(string owner, params string[] args) => t.Runner.Start(new JobSpec(TestRunner.TestProcess, args) { Owner = owner });
+
+        // The control: alice's busy loop alone, measured the same way (the test and the runner share the CPU too).
+        var clock = Stopwatch.StartNew();
+        var alone = Start("alice", "busy", "3");
+        var aloneCpu = CpuOverWindow(await SampleUntilEndAsync(alone, "cpu.stat", clock), 0.5, 2.5);
+
+        clock.Restart();
+        var victim = Start("alice", "busy", "5");
+        var victimSamples = SampleUntilEndAsync(victim, "cpu.stat", clock);
+        var burner = Start("mallory", "busy", "5");
+        var hog = Start("mallory", "alloc", "300");
+        var bomb = Start("mallory", "forkbomb-forever");
+        var mallory = Path.GetDirectoryName(Path.GetDirectoryName(hog.CgroupPath))!;
+        Assert.Equal(Path.Combine(t.Runner.CgroupRoot, "users", "mallory"), mallory);
+
+        // The memory hog is killed inside mallory's group, at her aggregate, though it has no limit of its own.
+        var hogStatus = await hog.Completion.WaitAsync(Ct);
+        Assert.Equal(9, hogStatus.Signal);
+        Assert.True(hogStatus.OomKilled, $"state {hogStatus.State}, signal {hogStatus.Signal}");
+        Assert.InRange(hogStatus.Usage.MemoryPeakBytes ?? 0, 32L << 20, UserMemory);
+
+        // The fork bomb forks forever and is held at mallory's process count.
+        Assert.Equal("contained errno 11\n", await t.WaitForOutputAsync(bomb, "contained", Ct));
+        var pidsCurrent = long.Parse(File.ReadAllText(Path.Combine(mallory, "pids.current")).Trim(), CultureInfo.InvariantCulture);
+        Assert.InRange(pidsCurrent, UserProcesses - 5, UserProcesses);
+        // Only her group limits them (kernels before 6.12 count pids.events in the forking group, so not read here).
+        Assert.Equal("max", File.ReadAllText(Path.Combine(bomb.CgroupPath, "pids.max")).Trim());
+        Assert.Equal("max", File.ReadAllText(Path.Combine(bomb.CgroupPath, "memory.max")).Trim());
+        Assert.True(Keyed(File.ReadAllText(Path.Combine(mallory, "memory.events")), "oom_kill") >= 1);
+
+        // mallory cannot start another job while her bomb holds all her processes (its supervisor cannot clone) ...
+        var refused = Assert.Throws<JobStartException>(() => Start("mallory", "exit", "0"));
+        Assert.Equal(11, refused.Errno);
+        Assert.StartsWith("The job's process could not be created: Resource temporarily unavailable (EAGAIN). The job's user has reached the process limit of its cgroup", refused.Message, StringComparison.Ordinal);
+
+        // ... while alice starts another job (its supervisor and process are hers, not mallory's to count) ...
+        var other = Start("alice", "echo", "started", "exit", "0");
+        Assert.Equal(0, (await other.Completion.WaitAsync(Ct)).ExitCode);
+        Assert.Equal("started\n", t.Output(other));
+
+        // ... and her busy loop runs at the speed it has alone, less at most the tenth of a core mallory may use.
+        var victimStatus = await victim.Completion.WaitAsync(Ct);
+        var burnerStatus = await burner.Completion.WaitAsync(Ct);
+        var victimCpu = CpuOverWindow(await victimSamples, 1.0, 4.5);
+        var burnerCores = burnerStatus.Usage.CpuUsageMicroseconds!.Value / (burnerStatus.EndedAt!.Value - burnerStatus.StartedAt).TotalMicroseconds;
+        TestContext.Current.TestOutputHelper?.WriteLine(
+            $"user group: hog memory.peak {hogStatus.Usage.MemoryPeakBytes}; pids.current {pidsCurrent}/{UserProcesses}; alice {victimCpu.Cores:F3} cores (alone {aloneCpu.Cores:F3}), mallory's burner {burnerCores:F3} cores; over {victimCpu.Seconds:F2} s; {Environment.ProcessorCount} CPU(s)");
+        Assert.Equal(0, victimStatus.ExitCode);
+        Assert.False(victimStatus.OomKilled);
+        Assert.InRange(burnerCores, 0, 0.125);
+        Assert.True(victimCpu.Cores >= 0.8 * aloneCpu.Cores, $"alice's job got {victimCpu.Cores:F3} cores, {aloneCpu.Cores:F3} alone");
+
+        await bomb.StopAsync(TimeSpan.Zero, Ct);
+        Assert.False(Directory.Exists(mallory));
+    }
+
+    [Fact(Timeout = 60_000)]
     public async Task DelegatedCgroup_ServerMovesToLeafAndJobsAreSiblings()
     {
         var mount = TestRunner.CgroupMount;
@@ -417,13 +485,16 @@ public sealed class CgroupControllerTests
         try
         {
             // root: the io job writes the scratch device.
-            var runner = JobRunner.Create(new JobRunnerOptions { UseDelegatedCgroup = true, StateDirectory = logs, Identity = TestRunner.SharedAccount, User = "root", Group = "root" });
+            var runner = JobRunner.Create(new JobRunnerOptions { UseDelegatedCgroup = true, StateDirectory = logs, Identity = TestRunner.SharedAccount, User = "root", Group = "root", ServerMemoryMinBytes = 32 << 20, ServerMemoryLowBytes = 64 << 20 });
             string Output(Job job) => File.ReadAllText(Path.Combine(logs, "jobs", job.Id.ToString("N"), "output.log"));
             try
             {
                 Assert.Equal(delegated, runner.CgroupRoot);
                 Assert.Equal(delegated[mount.Length..] + "/server", JobWorker.Core.Cgroups.CgroupMount.FindOwnCgroup());
                 Assert.Superset(new HashSet<string> { "cpu", "memory", "io", "pids" }, runner.AvailableControllers.ToHashSet());
+                // The server's leaf is protected from reclaim for the jobs.
+                Assert.Equal("33554432", File.ReadAllText(Path.Combine(delegated, "server", "memory.min")).Trim());
+                Assert.Equal("67108864", File.ReadAllText(Path.Combine(delegated, "server", "memory.low")).Trim());
 
                 // Every limit, enforced in sibling groups of the server's leaf, all at once.
                 // Every limit, enforced in sibling groups of the server's leaf, all at once.
@@ -439,8 +510,8 @@ public sealed class CgroupControllerTests
                 var bomb = runner.Start(new JobSpec(TestRunner.TestProcess, ["forkbomb", "20", "exit", "0"]) { Limits = new() { MaxProcesses = 5 } });
                 foreach (var job in new[] { oom, bomb, busy, write })
                 {
-                    // <delegated>/<id>/job: each job's groups are siblings of the server's leaf.
-                    Assert.Equal(delegated, Path.GetDirectoryName(Path.GetDirectoryName(job.CgroupPath)));
+                    // <delegated>/users/%/<id>/job (no owner): the users' groups are siblings of the server's leaf.
+                    Assert.Equal(Path.Combine(delegated, "users", "%"), Path.GetDirectoryName(Path.GetDirectoryName(job.CgroupPath)));
                 }
 
                 var oomStatus = await oom.Completion.WaitAsync(Ct);

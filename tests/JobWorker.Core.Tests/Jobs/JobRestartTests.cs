@@ -71,7 +71,8 @@ public sealed class JobRestartTests
         Assert.True(status.EndedAt <= endedBefore, $"ended {status.EndedAt:O}, the restart was after {endedBefore:O}");
         Assert.True(status.EndedAt > status.StartedAt);
         Assert.Equal("bye\n", t.Output(again));
-        Assert.False(Directory.Exists(Path.Combine(t.Runner.CgroupRoot, job.Id.ToString("N"))));
+        Assert.False(Directory.Exists(Path.GetDirectoryName(job.CgroupPath)));
+        Assert.Empty(Directory.EnumerateDirectories(t.Runner.CgroupRoot));
     }
 
     [Fact(Timeout = 60_000)]
@@ -155,13 +156,14 @@ public sealed class JobRestartTests
         var job = t.Start("exit", "6");
         var final = await job.Completion.WaitAsync(Ct);
         await t.Runner.DisposeAsync();
-        var group = Path.Combine(t.Runner.CgroupRoot, job.Id.ToString("N"));
+        var group = Path.GetDirectoryName(job.CgroupPath)!;
         Directory.CreateDirectory(Path.Combine(group, "job"));
         Directory.CreateDirectory(Path.Combine(group, "shim"));
 
         await t.RestartAsync();
 
         Assert.False(Directory.Exists(group));
+        Assert.Empty(Directory.EnumerateDirectories(t.Runner.CgroupRoot)); // its user's group went with it
         Assert.True(t.Runner.TryGetJob(job.Id, out var again));
         Assert.Equal(final, again.Status);
     }
@@ -172,7 +174,7 @@ public sealed class JobRestartTests
         await using var t = TestRunner.Create();
         var job = t.Start("fork", "2", "echo", "ready", "sleep", "60");
         await t.WaitForOutputAsync(job, "ready", Ct);
-        var shim = int.Parse(File.ReadAllText(Path.Combine(t.Runner.CgroupRoot, job.Id.ToString("N"), "shim", "cgroup.procs")).Trim(), System.Globalization.CultureInfo.InvariantCulture);
+        var shim = int.Parse(File.ReadAllText(Path.Combine(Path.GetDirectoryName(job.CgroupPath)!, "shim", "cgroup.procs")).Trim(), System.Globalization.CultureInfo.InvariantCulture);
 
         Assert.Equal(0, Interop.Sys.Kill(shim, 9)); // the supervisor of a job this test started
 
@@ -189,7 +191,7 @@ public sealed class JobRestartTests
         await using var t = TestRunner.Create();
         var job = t.Start("echo", "ready", "sleep", "60");
         await t.WaitForOutputAsync(job, "ready", Ct);
-        var shim = int.Parse(File.ReadAllText(Path.Combine(t.Runner.CgroupRoot, job.Id.ToString("N"), "shim", "cgroup.procs")).Trim(), System.Globalization.CultureInfo.InvariantCulture);
+        var shim = int.Parse(File.ReadAllText(Path.Combine(Path.GetDirectoryName(job.CgroupPath)!, "shim", "cgroup.procs")).Trim(), System.Globalization.CultureInfo.InvariantCulture);
 
         foreach (var signal in new[] { 1, 2, 15 })
         {
@@ -216,7 +218,7 @@ public sealed class JobRestartTests
         const string Secret = "s3cr3t-token-value";
         var job = t.Runner.Start(new JobSpec(TestRunner.TestProcess, ["echo", "ready", "sleep", "60"]) { Environment = new Dictionary<string, string> { ["API_TOKEN"] = Secret } });
         await t.WaitForOutputAsync(job, "ready", Ct);
-        var shim = int.Parse(File.ReadAllText(Path.Combine(t.Runner.CgroupRoot, job.Id.ToString("N"), "shim", "cgroup.procs")).Trim(), System.Globalization.CultureInfo.InvariantCulture);
+        var shim = int.Parse(File.ReadAllText(Path.Combine(Path.GetDirectoryName(job.CgroupPath)!, "shim", "cgroup.procs")).Trim(), System.Globalization.CultureInfo.InvariantCulture);
 
         var cmdline = File.ReadAllText($"/proc/{shim}/cmdline");
         var environ = File.ReadAllText($"/proc/{shim}/environ");
