@@ -227,7 +227,7 @@ public sealed class DurabilityTests
 
             server = env.Start();
             client = env.Client(await env.WaitForListeningAsync(server), TestServer.Alice);
-            var jobs = (await client.ListJobsAsync(new ListJobsRequest(), cancellationToken: Token)).Jobs;
+            var jobs = await ListAllAsync(client);
             var running = new HashSet<string>(StringComparer.Ordinal);
             foreach (var job in jobs)
             {
@@ -311,7 +311,7 @@ public sealed class DurabilityTests
         Assert.Contains("400", refused.Status.Detail, StringComparison.Ordinal);
 
         // The server keeps serving: the jobs it has are listed and nothing half-started remains.
-        var jobs = (await client.ListJobsAsync(new ListJobsRequest { PageSize = 1000 }, cancellationToken: Token)).Jobs;
+        var jobs = await ListAllAsync(client);
         Assert.All(jobs, job => Assert.Equal(JobState.Running, job.State));
         Assert.Equal(jobs.Count, JobGroups(env.CgroupRoot).Count());
         server.Kill();
@@ -411,6 +411,22 @@ public sealed class DurabilityTests
         }
 
         return false;
+    }
+
+    /// <summary>Every job the caller may see, page by page.</summary>
+    private static async Task<List<JobStatus>> ListAllAsync(JobWorkerClient client)
+    {
+        var all = new List<JobStatus>();
+        var request = new ListJobsRequest { PageSize = 1000 };
+        do
+        {
+            var page = await client.ListJobsAsync(request, cancellationToken: Token);
+            all.AddRange(page.Jobs);
+            request.PageToken = page.NextPageToken;
+        }
+        while (request.PageToken.Length > 0);
+
+        return all;
     }
 
     private static StartJobRequest Shell(string script) => new() { Command = "/bin/sh", Args = { "-c", script } };

@@ -403,10 +403,21 @@ public sealed class CgroupControllerTests
         // mallory's jobs set no limits of their own: only her user group's aggregate bounds them.
         const long UserMemory = 64 << 20;
         const long UserProcesses = 16;
-        await using var t = TestRunner.Create(o => o with
+        TestRunner? created = null;
+        try
         {
-            UserLimitsByUser = new Dictionary<string, UserCgroupLimits> { ["mallory"] = new() { MemoryBytes = UserMemory, MaxProcesses = UserProcesses, CpuCores = 0.1 } },
-        });
+            created = TestRunner.Create(o => o with
+            {
+                UserLimitsByUser = new Dictionary<string, UserCgroupLimits> { ["mallory"] = new() { MemoryBytes = UserMemory, MaxProcesses = UserProcesses, CpuCores = 0.1 } },
+            });
+        }
+        catch (CgroupControllerUnavailableException e)
+        {
+            // A user group's limits are checked when the runner is created: without the controllers there is none.
+            Assert.Skip($"cgroup v2 controller(s) not available here (hybrid/v1 host); run tests/vm/run-controller-tests.sh ({e.Message})");
+        }
+
+        await using var t = created;
         RequireControllers(t, "cpu", "memory", "pids");
         Job Start(string owner, params string[] args) => t.Runner.Start(new JobSpec(TestRunner.TestProcess, args) { Owner = owner });
 

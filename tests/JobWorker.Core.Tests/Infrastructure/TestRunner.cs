@@ -58,6 +58,12 @@ internal sealed class TestRunner : IAsyncDisposable
                 Directory.Delete(options.StateDirectory, recursive: true);
             }
 
+            // The cgroup root this test named, if the runner made it before it failed (it is empty then).
+            if (options.CgroupRoot is { } root && Directory.Exists(root))
+            {
+                _ = TryRemoveDirectory(root);
+            }
+
             throw;
         }
     }
