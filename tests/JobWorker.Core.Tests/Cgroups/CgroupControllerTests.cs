@@ -429,7 +429,8 @@ public sealed class CgroupControllerTests
         clock.Restart();
         var victim = Start("alice", "busy", "5");
         var victimSamples = SampleUntilEndAsync(victim, "cpu.stat", clock);
-        var burner = Start("mallory", "busy", "5");
+        // Runs until stopped: while it does, none of mallory's processes ends, so the bomb holds every slot she has.
+        var burner = Start("mallory", "busy", "60");
         var hog = Start("mallory", "alloc", "300");
         var bomb = Start("mallory", "forkbomb-forever");
         var mallory = Path.GetDirectoryName(Path.GetDirectoryName(hog.CgroupPath))!;
@@ -462,6 +463,7 @@ public sealed class CgroupControllerTests
 
         // ... and her busy loop runs at the speed it has alone, less at most the tenth of a core mallory may use.
         var victimStatus = await victim.Completion.WaitAsync(Ct);
+        await burner.StopAsync(TimeSpan.Zero, Ct);
         var burnerStatus = await burner.Completion.WaitAsync(Ct);
         var victimCpu = CpuOverWindow(await victimSamples, 1.0, 4.5);
         var burnerCores = burnerStatus.Usage.CpuUsageMicroseconds!.Value / (burnerStatus.EndedAt!.Value - burnerStatus.StartedAt).TotalMicroseconds;
