@@ -242,6 +242,7 @@ public sealed class JobRunner : IAsyncDisposable
     {
         ObjectDisposedException.ThrowIf(Volatile.Read(ref _disposed) != 0, this);
         JobSpecValidator.Validate(spec);
+        CheckDescriptorReserve();
 
         // The minimum is added, never a reason to refuse: a client that asks for less (or for none) gets what the
         // runner requires, and the job's spec, record and status say so.
@@ -421,6 +422,36 @@ public sealed class JobRunner : IAsyncDisposable
     /// A start that failed because the server has no file descriptor left (EMFILE, or ENFILE for the whole system):
     /// said as such, naming the limit, so the server can answer "resource exhausted" with the fix.
     /// </summary>
+    /// <summary>
+    /// Descriptors a start leaves to the server itself. Each running job holds one (its supervisor's pidfd); the
+    /// rest of the server needs its own: .NET keeps every loaded assembly open (about 240 descriptors for the
+    /// server), connections and streams take more, and a runtime that meets EMFILE while it loads an assembly or
+    /// maps code fails with "Out of memory." instead of an error a caller can handle.
+    /// </summary>
+    internal const int DescriptorReserve = 512;
+
+    private void CheckDescriptorReserve()
+    {
+        if (Interop.Sys.GetRlimit(Interop.Sys.RLIMIT_NOFILE, out var limit) != 0 || limit.Current > int.MaxValue)
+        {
+            return;
+        }
+
+        var running = 0;
+        foreach (var entry in _jobs)
+        {
+            running += entry.Value.HasEnded ? 0 : 1;
+        }
+
+        if (running + DescriptorReserve >= (long)limit.Current)
+        {
+            throw new JobStartException(
+                JobStartFailure.SpawnFailed,
+                $"The server has no file descriptor left for another job: RLIMIT_NOFILE is {limit.Current}, {running} running jobs hold one each, and {DescriptorReserve} are kept for the server itself. Raise the limit (systemd LimitNOFILE=, see docs/operations.md) or wait for jobs to end.",
+                Interop.EMFILE);
+        }
+    }
+
     private static JobStartException? OutOfFileDescriptors(Exception exception)
     {
         var errno = exception switch
