@@ -57,9 +57,10 @@ internal sealed class SupervisorPool : IDisposable
 
             return new Launched(idle.Pid, idle.Pidfd, idle.Report);
         }
-        catch (IOException)
+        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
         {
-            // Killed while idle (ESRCH on the move, EPIPE on the write): end and reap it, and start one directly.
+            // Killed while idle (ESRCH on the move, EPIPE on the write), or a group it may not enter: end and reap
+            // it (it is our child, and must not stay a zombie), and start one directly.
             idle.End(kill: true);
             return null;
         }
