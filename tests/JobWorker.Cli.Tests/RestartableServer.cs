@@ -4,6 +4,7 @@ using System.Net.Sockets;
 using System.Runtime.InteropServices;
 using System.Text.RegularExpressions;
 using JobWorker.Pki;
+using JobWorker.Tests.Shared;
 
 namespace JobWorker.Cli.Tests;
 
@@ -107,13 +108,7 @@ internal sealed partial class RestartableServer : IAsyncDisposable
             "--state-dir", StateDirectory,
             "--user-dir-root", UserDirectoryRoot,
             "--grace", "00:00:01",
-            // Jobs of these tests share the test's files and /tmp (the isolation policy has tests of its own).
-            "--default-isolation", "None",
-            "--required-isolation", "None",
-            // No rate or stream limits: these tests start and follow jobs in bursts.
-            "--RateLimits:User:StartJobBurst", "0", "--RateLimits:User:StartJobsPerSecond", "0", "--RateLimits:User:MaxOpenStreams", "0",
-            "--RateLimits:Admin:StartJobBurst", "0", "--RateLimits:Admin:StartJobsPerSecond", "0", "--RateLimits:Admin:MaxOpenStreams", "0",
-        }.Concat(Arguments))
+        }.Concat(TestServerSettings.Arguments).Concat(Arguments))
         {
             start.ArgumentList.Add(arg);
         }

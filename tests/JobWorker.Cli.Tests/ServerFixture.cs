@@ -1,6 +1,7 @@
 using System.Text.Json;
 using JobWorker.Pki;
 using JobWorker.Server;
+using JobWorker.Tests.Shared;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.Logging;
@@ -63,18 +64,13 @@ public sealed class ServerFixture : IAsyncLifetime
             ["JobWorker:DefaultStopGrace"] = "00:00:02",
             ["JobWorker:StopJobsOnShutdown"] = "true",
             ["JobWorker:Identity:UserDirectoryRoot"] = UserDirectoryRoot,
-            // Jobs of these tests share the test's files and /tmp; the isolation tests ask for namespaces themselves.
-            ["JobWorker:DefaultIsolation"] = "None",
-            ["JobWorker:RequiredIsolation"] = "None",
-            // No rate or stream limits unless a test sets its own: bursts of starts and followers are what many tests do.
-            ["RateLimits:User:StartJobBurst"] = "0",
-            ["RateLimits:User:StartJobsPerSecond"] = "0",
-            ["RateLimits:User:MaxOpenStreams"] = "0",
-            ["RateLimits:Admin:StartJobBurst"] = "0",
-            ["RateLimits:Admin:StartJobsPerSecond"] = "0",
-            ["RateLimits:Admin:MaxOpenStreams"] = "0",
             ["Logging:LogLevel:Default"] = "Warning",
         };
+        foreach (var (key, value) in TestServerSettings.Defaults)
+        {
+            config[key] = value;
+        }
+
         foreach (var (key, value) in Settings)
         {
             config[key] = value;

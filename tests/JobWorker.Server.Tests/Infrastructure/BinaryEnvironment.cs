@@ -2,6 +2,7 @@ using System.Collections.Concurrent;
 using System.Diagnostics;
 using System.Text.RegularExpressions;
 using JobWorker.Pki;
+using JobWorker.Tests.Shared;
 
 namespace JobWorker.Server.Tests.Infrastructure;
 
@@ -70,13 +71,8 @@ internal sealed partial class BinaryEnvironment : IAsyncDisposable
             "--state-dir", Path.Combine(Directory, "state"),
             "--user-dir-root", UserDirectoryRoot,
             "--grace", "00:00:01",
-            // Jobs here read and write the test's files under /tmp, which a mount namespace would replace; the
-            // isolation policy has tests of its own. A later flag in extraArgs wins.
-            "--default-isolation", "None",
-            "--required-isolation", "None",
-            // No rate or stream limits unless a test sets its own: these tests start and follow jobs in bursts.
-            "--RateLimits:User:StartJobBurst", "0", "--RateLimits:User:StartJobsPerSecond", "0", "--RateLimits:User:MaxOpenStreams", "0",
-            "--RateLimits:Admin:StartJobBurst", "0", "--RateLimits:Admin:StartJobsPerSecond", "0", "--RateLimits:Admin:MaxOpenStreams", "0",
+            // A later flag in extraArgs wins.
+            .. TestServerSettings.Arguments,
             .. extraArgs ?? [],
         ];
         var start = new ProcessStartInfo

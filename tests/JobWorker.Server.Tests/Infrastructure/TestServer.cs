@@ -6,6 +6,7 @@ using JobWorker.Pki;
 using JobWorker.Protocol.V1;
 using JobWorker.Server.Diagnostics;
 using JobWorker.Server.Hosting;
+using JobWorker.Tests.Shared;
 
 namespace JobWorker.Server.Tests.Infrastructure;
 
@@ -91,20 +92,14 @@ internal sealed class TestServer : IAsyncDisposable
                 // Most tests check what a stopping server does to its jobs; the tests of the default (jobs outlive
                 // the server) say so with "false".
                 ["JobWorker:StopJobsOnShutdown"] = "true",
-                // Most tests check the API, not the namespaces, and their jobs share the test's files and /tmp: they
-                // run without isolation. The tests of the isolation policy set these themselves.
-                ["JobWorker:DefaultIsolation"] = "None",
-                ["JobWorker:RequiredIsolation"] = "None",
-                // No rate or stream limits unless a test sets its own: bursts of starts and followers are what many tests do.
-                ["RateLimits:User:StartJobBurst"] = "0",
-                ["RateLimits:User:StartJobsPerSecond"] = "0",
-                ["RateLimits:User:MaxOpenStreams"] = "0",
-                ["RateLimits:Admin:StartJobBurst"] = "0",
-                ["RateLimits:Admin:StartJobsPerSecond"] = "0",
-                ["RateLimits:Admin:MaxOpenStreams"] = "0",
                 ["Logging:LogLevel:Default"] = "Warning",
                 ["Logging:LogLevel:JobWorker"] = "Debug",
             };
+            foreach (var (key, value) in TestServerSettings.Defaults)
+            {
+                config[key] = value;
+            }
+
             foreach (var (key, value) in settings ?? new Dictionary<string, string?>())
             {
                 config[key] = value;
