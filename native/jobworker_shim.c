@@ -23,8 +23,12 @@
  *   report pipe to the server: one struct jw_shim_report once the job has exec'd (or the step that failed),
  *   then it is closed; 2 /dev/null or the same pipe.
  * "jobworker-shim pool" is the same shim started ahead of its job, so that a start does not wait for an exec:
- *   it reads the command line above (from argv[0]) and then the environment from stdin, as NUL-terminated
- *   strings, until EOF (see read_launch); an empty stdin (the server closed its pool, or died) ends it quietly.
+ *   it reads the shim's cgroup (<root>/<id>/shim), the command line above (from argv[0]) and then the
+ *   environment from stdin, as NUL-terminated strings, until EOF (see read_launch); an empty stdin (the server
+ *   closed its pool, or died) ends it quietly. It then forks a copy of itself straight into that cgroup
+ *   (clone3 CLONE_INTO_CGROUP|CLONE_PARENT, see enter_cgroup) which supervises the job, and exits: writing a pid
+ *   into cgroup.procs instead takes the kernel's cgroup_threadgroup_rwsem for writing, which waits for an RCU
+ *   grace period (about 10 ms here) whenever no other migration happened just before.
  * The shim's own environment is empty, so nothing a job chooses (GLIBC_TUNABLES, LD_*) reaches this root
  * process; nor is the job's environment in its argv, which /proc/<pid>/cmdline shows every user.
  *
@@ -40,11 +44,13 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <poll.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -90,12 +96,26 @@ static int write_all(int fd, const void *data, size_t len)
     return 0;
 }
 
-static void report(int32_t step, int32_t error, int32_t pid, int32_t used_clone3, int64_t started_ns)
+/* A pooled shim's copy: the pipe on which it tells the pooled shim that its report is written (see enter_cgroup). */
+static int handover_fd = -1;
+
+static void report_as(int32_t shim_pid, int32_t step, int32_t error, int32_t pid, int32_t used_clone3, int64_t started_ns)
 {
     struct jw_shim_report r = {
-        .step = step, .error = error, .pid = pid, .used_clone3 = used_clone3, .started_at_ns = started_ns
+        .step = step, .error = error, .pid = pid, .used_clone3 = used_clone3, .started_at_ns = started_ns,
+        .shim_pid = shim_pid
     };
     (void)write_all(STDOUT_FILENO, &r, sizeof r);
+    if (handover_fd >= 0) {
+        (void)write_all(handover_fd, "r", 1);
+        close(handover_fd);
+        handover_fd = -1;
+    }
+}
+
+static void report(int32_t step, int32_t error, int32_t pid, int32_t used_clone3, int64_t started_ns)
+{
+    report_as((int32_t)getpid(), step, error, pid, used_clone3, started_ns);
 }
 
 static __attribute__((noreturn)) void fail(int32_t step, int32_t error)
@@ -347,7 +367,7 @@ static void kill_group(int cgroup_fd)
  * closed the pool (or died): exit quietly. Returns the number of command-line strings, sets *strings (NULL-
  * terminated after the environment) and *envp (the environment's first string), or exits through fail().
  */
-static int read_launch(char ***strings, char ***envp)
+static int read_launch(const char **shim_cgroup, char ***strings, char ***envp)
 {
     size_t size = 0, room = 64 * 1024;
     char *block = malloc(room);
@@ -392,7 +412,13 @@ static int read_launch(char ***strings, char ***envp)
     for (size_t at = 0; at < size; at += strlen(block + at) + 1) {
         list[k++] = block + at;
     }
-    /* The command line is 16 fixed strings and two counted lists; the environment is the rest. */
+    /* The shim's cgroup, then the command line (16 fixed strings and two counted lists); the environment is the rest. */
+    if (count < 2) {
+        fail(JW_STEP_ARGS, EINVAL);
+    }
+    *shim_cgroup = list[0];
+    list++;
+    count--;
     int argc = 16;
     for (int lists = 0; lists < 2; lists++) {
         uint64_t n;
@@ -406,6 +432,73 @@ static int read_launch(char ***strings, char ***envp)
     return argc;
 }
 
+#ifndef SYS_clone3
+#define SYS_clone3 435
+#endif
+#ifndef CLONE_INTO_CGROUP
+#define CLONE_INTO_CGROUP 0x200000000ULL
+#endif
+
+struct shim_clone_args {
+    uint64_t flags, pidfd, child_tid, parent_tid, exit_signal, stack, stack_size, tls, set_tid, set_tid_size, cgroup;
+};
+
+/* A pooled shim, launched: continue as a copy of this process created in the job's shim cgroup, as the server's
+ * child (CLONE_PARENT: the server reaps it and may wait on its pidfd, as on a shim it started itself); every
+ * report names the shim that supervises the job (shim_pid). The pooled shim waits until its copy has reported,
+ * so that a copy that dies first is still reported, and the server reaps it; then it exits. Kernels without
+ * clone3 or CLONE_INTO_CGROUP (before 5.7) get the migration instead. */
+static void enter_cgroup(const char *cgroup)
+{
+    int fd = open(cgroup, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0) {
+        fail(JW_STEP_CGROUP, errno);
+    }
+    int handover[2];
+    if (pipe2(handover, O_CLOEXEC) < 0) {
+        fail(JW_STEP_STDIO, errno);
+    }
+    struct shim_clone_args ca;
+    memset(&ca, 0, sizeof ca);
+    /* clone3 takes no exit_signal with CLONE_PARENT: the copy inherits this process's (SIGCHLD). */
+    ca.flags = CLONE_PARENT | CLONE_INTO_CGROUP;
+    ca.cgroup = (uint64_t)fd;
+    long pid = syscall(SYS_clone3, &ca, sizeof ca);
+    if (pid > 0) {
+        close(handover[1]);
+        char c;
+        ssize_t n;
+        do {
+            n = read(handover[0], &c, 1);
+        } while (n < 0 && errno == EINTR);
+        if (n != 1) {
+            /* Killed before its report: the server still learns which process to reap. */
+            report_as((int32_t)pid, JW_STEP_SHIM_STATE, EIO, -1, 0, 0);
+        }
+        _exit(0);
+    }
+    if (pid == 0) {
+        close(handover[0]);
+        handover_fd = handover[1];
+        close(fd);
+        return;
+    }
+    close(handover[0]);
+    close(handover[1]);
+    if (errno != ENOSYS && errno != E2BIG && errno != EINVAL) {
+        /* EAGAIN: the user's pids.max; the server names the limit. */
+        fail(JW_STEP_CLONE, errno);
+    }
+    char text[24];
+    int len = snprintf(text, sizeof text, "%d", (int)getpid());
+    int procs = openat(fd, "cgroup.procs", O_WRONLY | O_CLOEXEC);
+    if (procs < 0 || write(procs, text, (size_t)len) != len) {
+        fail(JW_STEP_CGROUP, errno);
+    }
+    close(procs);
+    close(fd);
+}
+
 int main(int argc, char **argv)
 {
     static const int ignored[] = { SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGPIPE, SIGUSR1, SIGUSR2 };
@@ -415,7 +508,9 @@ int main(int argc, char **argv)
 
     char **job_envp = NULL;
     if (argc == 2 && strcmp(argv[1], "pool") == 0) {
-        argc = read_launch(&argv, &job_envp);
+        const char *shim_cgroup;
+        argc = read_launch(&shim_cgroup, &argv, &job_envp);
+        enter_cgroup(shim_cgroup);
     }
 
     uint64_t cap, eof_ms, spawn_flags, ns_flags, uid, gid, nofile_soft, nofile_hard, umask_bits;

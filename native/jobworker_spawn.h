@@ -65,6 +65,8 @@ struct jw_shim_report {
     int32_t pid;                 /* the job's main process (the shim's child) */
     int32_t used_clone3;
     int64_t started_at_ns;       /* CLOCK_REALTIME right after the exec */
+    int32_t shim_pid;            /* the shim that wrote this report (a pooled shim hands over to a copy of itself) */
+    int32_t reserved;
 };
 
 struct jw_spawn_args {

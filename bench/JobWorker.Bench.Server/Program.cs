@@ -34,6 +34,7 @@ if (args.Length > 0 && args[0] == "quota")
 // Otherwise: [unary calls] [stream MiB].
 var startMode = args.Length > 0 && args[0] == "start";
 var startIterations = startMode && args.Length > 1 ? int.Parse(args[1], CultureInfo.InvariantCulture) : 500;
+var startPauseMs = startMode && args.Length > 2 ? int.Parse(args[2], CultureInfo.InvariantCulture) : 0;
 var listMode = args.Length > 0 && args[0] == "list";
 var listJobs = listMode && args.Length > 1 ? int.Parse(args[1], CultureInfo.InvariantCulture) : 10_000;
 var listCalls = listMode && args.Length > 2 ? int.Parse(args[2], CultureInfo.InvariantCulture) : 10_000;
@@ -86,7 +87,7 @@ try
     var baseline = Client(new Uri(bare.Urls.First()));
     if (startMode)
     {
-        await StartLatency.RunAsync(real, baseline, startIterations);
+        await StartLatency.RunAsync(real, baseline, startIterations, startPauseMs);
         return 0;
     }
 

@@ -11,11 +11,13 @@ namespace JobWorker.Bench.Server;
 /// API start latency: a warm mutual-TLS client calls StartJob for a target that prints CLOCK_MONOTONIC as the first
 /// thing its main() does; the latency is call → that timestamp (and call → the RPC's answer). The floor, measured in
 /// the same run and interleaved: a bare unary call on the same kind of connection plus a C posix_spawn → the same
-/// target's main(). Stopwatch on Linux reads CLOCK_MONOTONIC in nanoseconds, the target's clock.
+/// target's main(). Stopwatch on Linux reads CLOCK_MONOTONIC in nanoseconds, the target's clock. With a pause,
+/// every iteration starts after that long idle, as starts that come one at a time do (some kernel paths are only
+/// cheap right after the same path ran: a cgroup migration waits for an RCU grace period unless one just happened).
 /// </summary>
 internal static partial class StartLatency
 {
-    public static async Task RunAsync(JobWorkerClient real, JobWorkerClient bare, int iterations)
+    public static async Task RunAsync(JobWorkerClient real, JobWorkerClient bare, int iterations, int pauseMs)
     {
         var target = Path.Combine(AppContext.BaseDirectory, "bench-target");
         var getJob = new GetJobRequest { JobId = Guid.Empty.ToString() };
@@ -27,6 +29,11 @@ internal static partial class StartLatency
         for (var i = 0; i < warmup + iterations; i++)
         {
             var record = i >= warmup;
+            if (pauseMs > 0)
+            {
+                await Task.Delay(pauseMs);
+            }
+
             var t0 = Stopwatch.GetTimestamp();
             await bare.GetJobAsync(getJob);
             var u = Stopwatch.GetElapsedTime(t0).TotalMilliseconds;
@@ -49,7 +56,7 @@ internal static partial class StartLatency
         }
 
         var floor = Percentile(unary, 50) + Percentile(spawn, 50);
-        Console.WriteLine(FormattableString.Invariant($"## StartJob latency: {iterations} interleaved iterations (after {warmup} warm-up), {Environment.ProcessorCount} CPUs"));
+        Console.WriteLine(FormattableString.Invariant($"## StartJob latency: {iterations} interleaved iterations (after {warmup} warm-up), {pauseMs} ms pause before each, {Environment.ProcessorCount} CPUs"));
         Console.WriteLine();
         Console.WriteLine("| measurement | p50 | p90 | p99 | p50 ratio to the floor |");
         Console.WriteLine("|---|---:|---:|---:|---:|");

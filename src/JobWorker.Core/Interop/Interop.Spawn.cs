@@ -86,6 +86,10 @@ internal static partial class Interop
             public int Pid;
             public int UsedClone3;
             public long StartedAtNs;
+
+            /// <summary>The supervisor of the job: the server's child to wait on (a pooled shim hands over to a copy).</summary>
+            public int ShimPid;
+            public int Reserved;
         }
 
         [LibraryImport(Libraries.Spawn, EntryPoint = "jw_spawn")]

@@ -291,7 +291,6 @@ public sealed class JobRunner : IAsyncDisposable
 
         JobGroup? group = null;
         SafeFileHandle? reportRead = null;
-        SafeFileHandle? reportWrite = null;
         SafeFileHandle? shimPidfd = null;
         try
         {
@@ -334,46 +333,14 @@ public sealed class JobRunner : IAsyncDisposable
             // death signal (it must outlive us), and an empty environment; the job's arrives on its stdin. One
             // started ahead (the pool) saves the start its exec; without one, it is started now.
             var shimArgv = ShimLaunch.Argv(request, Store.JobDirectory(id), group.Job.Path, Options.LogSizeLimitBytes, Options.OutputEofTimeout);
-            if (_supervisors?.TryLaunch(group.Shim.Path, shimArgv, request.Environment) is { } pooled)
+            Interop.Spawn.ShimReport report;
+            if (_supervisors?.TryLaunch(group.Shim.Path, shimArgv, request.Environment) is not { } pooled
+                || !SupervisorPool.TryHandOver(pooled, out report, out shimPidfd))
             {
-                shimPidfd = pooled.Pidfd;
-                reportRead = pooled.Report;
-            }
-            else
-            {
-                (reportRead, reportWrite) = Interop.Io.CreatePipe();
-                SpawnResult result;
-                using (var shimCgroup = OpenCgroup(group.Shim))
-                using (var jobEnvironment = ShimLaunch.EnvironmentFile(request.Environment))
-                {
-                    result = _spawner.Spawn(new SpawnRequest
-                    {
-                        ExecPaths = [shimPath],
-                        Argv = shimArgv,
-                        Environment = [],
-                        Stdin = jobEnvironment,
-                        Output = reportWrite,
-                        Cgroup = shimCgroup,
-                        ParentDeathSignal = 0,
-                    });
-                }
-
-                // Only the supervisor may hold the write end, or a supervisor that dies early would never read as EOF.
-                reportWrite.Dispose();
-                if (!result.Succeeded)
-                {
-                    throw new JobStartException(
-                        JobStartFailure.SpawnFailed,
-                        result.Errno == Interop.EAGAIN && result.FailedStep == Interop.Spawn.Step.Clone
-                            ? SpawnFailure.ProcessLimitReached(Interop.Describe(result.Errno))
-                            : $"Cannot start the job's supervisor ({shimPath}): {Interop.Describe(result.Errno)} at step {result.FailedStep}.",
-                        result.Errno);
-                }
-
-                shimPidfd = result.Pidfd!;
+                (shimPidfd, reportRead) = StartSupervisor(group, shimPath, shimArgv, request.Environment);
+                report = ShimLaunch.ReadReport(reportRead);
             }
 
-            var report = ShimLaunch.ReadReport(reportRead);
             if (report.Step != 0)
             {
                 // The supervisor exits right after a failed report: reap it so no zombie stays behind.
@@ -393,7 +360,6 @@ public sealed class JobRunner : IAsyncDisposable
         }
         catch (Exception ex)
         {
-            reportWrite?.Dispose();
             if (group is not null)
             {
                 group.Job.Kill();
@@ -416,6 +382,47 @@ public sealed class JobRunner : IAsyncDisposable
         {
             reportRead?.Dispose();
         }
+    }
+
+    /// <summary>
+    /// Starts the job's supervisor now (none was started ahead): root, in the job's shim group, with no death signal
+    /// (it must outlive us) and an empty environment; the job's arrives on its stdin. Returns its pidfd and the read
+    /// end of its report pipe.
+    /// </summary>
+    private (SafeFileHandle Pidfd, SafeFileHandle Report) StartSupervisor(JobGroup group, string shimPath, List<string> shimArgv, IReadOnlyList<string> environment)
+    {
+        var (reportRead, reportWrite) = Interop.Io.CreatePipe();
+        SpawnResult result;
+        using (reportWrite)
+        using (var shimCgroup = OpenCgroup(group.Shim))
+        using (var jobEnvironment = ShimLaunch.EnvironmentFile(environment))
+        {
+            // Only the supervisor may hold the write end once this returns, or a supervisor that dies early would
+            // never read as EOF.
+            result = _spawner.Spawn(new SpawnRequest
+            {
+                ExecPaths = [shimPath],
+                Argv = shimArgv,
+                Environment = [],
+                Stdin = jobEnvironment,
+                Output = reportWrite,
+                Cgroup = shimCgroup,
+                ParentDeathSignal = 0,
+            });
+        }
+
+        if (!result.Succeeded)
+        {
+            reportRead.Dispose();
+            throw new JobStartException(
+                JobStartFailure.SpawnFailed,
+                result.Errno == Interop.EAGAIN && result.FailedStep == Interop.Spawn.Step.Clone
+                    ? SpawnFailure.ProcessLimitReached(Interop.Describe(result.Errno))
+                    : $"Cannot start the job's supervisor ({shimPath}): {Interop.Describe(result.Errno)} at step {result.FailedStep}.",
+                result.Errno);
+        }
+
+        return (result.Pidfd!, reportRead);
     }
 
     /// <summary>

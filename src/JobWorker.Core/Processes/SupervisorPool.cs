@@ -1,12 +1,17 @@
+using System.Diagnostics.CodeAnalysis;
 using System.Text;
+using JobWorker.Core.Jobs;
 using Microsoft.Win32.SafeHandles;
 
 namespace JobWorker.Core.Processes;
 
 /// <summary>
 /// Supervisors (<c>jobworker-shim pool</c>) started ahead of their jobs, so that a start does not wait for the
-/// supervisor's exec: taking one moves it into the job's shim cgroup and writes the launch to its stdin (the same
-/// command line a directly started supervisor gets, then the job's environment). An idle supervisor holds no job
+/// supervisor's exec: taking one writes the launch to its stdin (the job's shim cgroup, the same command line a
+/// directly started supervisor gets, then the job's environment). The pooled shim then forks a copy of itself
+/// into that cgroup as the server's child, which supervises the job, and exits once the copy has reported (see
+/// <see cref="TryHandOver"/>). Nothing is migrated between cgroups: a write to <c>cgroup.procs</c> waits for an RCU
+/// grace period (about 10 ms) unless another migration happened just before. An idle supervisor holds no job
 /// state; it exits when its stdin closes without a launch, so a pool needs no clean-up beyond closing it, and a
 /// server that dies leaves nothing behind. Refills run off the start path. See docs/design-durability.md.
 /// </summary>
@@ -29,9 +34,10 @@ internal sealed class SupervisorPool : IDisposable
     }
 
     /// <summary>
-    /// Starts the job's supervisor from the pool: moves an idle one into <paramref name="shimCgroup"/> and sends it
+    /// Starts the job's supervisor from the pool: sends an idle one <paramref name="shimCgroup"/>,
     /// <paramref name="argv"/> and <paramref name="environment"/>. Null when the pool is empty or the idle supervisor
-    /// is gone (the caller starts one directly); otherwise the supervisor's pid, pidfd and report pipe.
+    /// is gone (the caller starts one directly); otherwise the pooled supervisor's pid, pidfd and report pipe; once
+    /// the report is read, <see cref="TryHandOver"/> gives the pidfd of the supervisor that runs the job.
     /// </summary>
     public Launched? TryLaunch(string shimCgroup, IReadOnlyList<string> argv, IReadOnlyList<string> environment)
     {
@@ -49,21 +55,81 @@ internal sealed class SupervisorPool : IDisposable
 
         try
         {
-            File.WriteAllText(Path.Combine(shimCgroup, "cgroup.procs"), idle.Pid.ToString(System.Globalization.CultureInfo.InvariantCulture));
             using (var launch = new FileStream(idle.Launch, FileAccess.Write, bufferSize: 0))
             {
-                launch.Write(Message(argv, environment));
+                launch.Write(Message([shimCgroup, .. argv], environment));
             }
 
             return new Launched(idle.Pid, idle.Pidfd, idle.Report);
         }
         catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
         {
-            // Killed while idle (ESRCH on the move, EPIPE on the write), or a group it may not enter: end and reap
-            // it (it is our child, and must not stay a zombie), and start one directly.
+            // Killed while idle (EPIPE on the write): reap it (it is our child, and must not stay a zombie), and
+            // start one directly.
             idle.End(kill: true);
             return null;
         }
+    }
+
+    /// <summary>
+    /// Reads the report of a supervisor <paramref name="launched"/> from the pool. False when it died before anything
+    /// was reported (killed while idle, before it read the launch: it is reaped, and the caller starts a supervisor
+    /// directly). Otherwise the report, and the pidfd of the supervisor that runs the job: the pooled one's copy (our
+    /// child as well), or the pooled one itself when it failed before the copy existed. The pooled one exits once its
+    /// copy has reported; it is reaped here, or off the start path when it has not exited yet.
+    /// </summary>
+    /// <exception cref="JobStartException">The copy's pidfd cannot be opened (out of file descriptors).</exception>
+    public static bool TryHandOver(Launched launched, out Interop.Spawn.ShimReport report, [NotNullWhen(true)] out SafeFileHandle? pidfd)
+    {
+        ArgumentNullException.ThrowIfNull(launched);
+        using (launched.Report)
+        {
+            report = ShimLaunch.ReadReport(launched.Report);
+        }
+
+        if (report.ShimPid <= 0)
+        {
+            _ = Interop.Spawn.PidfdWait(launched.Pidfd, nohang: 0, out _, out _);
+            launched.Pidfd.Dispose();
+            pidfd = null;
+            return false;
+        }
+
+        if (report.ShimPid == launched.Pid)
+        {
+            pidfd = launched.Pidfd;
+            return true;
+        }
+
+        ReapWhenGone(launched.Pidfd);
+
+        // Our child and not yet waited for, so the pid cannot have been reused.
+        var fd = Interop.Spawn.PidfdOpen(report.ShimPid);
+        if (fd < 0)
+        {
+            throw new JobStartException(JobStartFailure.SpawnFailed, $"Cannot open the job's supervisor (pid {report.ShimPid}): {Interop.Describe(-fd)}.", -fd);
+        }
+
+        pidfd = new SafeFileHandle(fd, ownsHandle: true);
+        return true;
+    }
+
+    private static void ReapWhenGone(SafeFileHandle pidfd)
+    {
+        if (Interop.Spawn.PidfdWait(pidfd, nohang: 1, out var kind, out _) == 0 && kind == 0)
+        {
+            ThreadPool.UnsafeQueueUserWorkItem(
+                static fd =>
+                {
+                    _ = Interop.Spawn.PidfdWait(fd, nohang: 0, out _, out _);
+                    fd.Dispose();
+                },
+                pidfd,
+                preferLocal: false);
+            return;
+        }
+
+        pidfd.Dispose();
     }
 
     /// <summary>How many supervisors wait for a job now.</summary>
