@@ -15,7 +15,9 @@ internal static class Completion
     /// <summary>The most a Tab waits for the server (connection and answer).</summary>
     public static readonly TimeSpan Budget = TimeSpan.FromSeconds(2);
 
-    private const int MaxJobs = 250;
+    private const int PageSize = 250;
+
+    private const int MaxJobs = 2000;
 
     /// <summary>Adds job id completion to every job id argument under <paramref name="root"/>.</summary>
     public static void AddJobIdSources(Command root, CliContext context)
@@ -37,12 +39,25 @@ internal static class Completion
             var settings = context.Globals.Resolve(completion.ParseResult);
             settings = settings with { ConnectTimeout = settings.ConnectTimeout < Budget ? settings.ConnectTimeout : Budget };
             using var connection = WorkerConnection.Open(settings);
-            var page = connection.Client.ListJobs(new ListJobsRequest { PageSize = MaxJobs }, deadline: DateTime.UtcNow + Budget);
+            var deadline = DateTime.UtcNow + Budget;
             var word = completion.WordToComplete;
-            return page.Jobs
-                .Where(j => j.JobId.StartsWith(word, StringComparison.Ordinal))
-                .Select(j => new CompletionItem(j.JobId, detail: j.Command))
-                .ToList();
+            var request = new ListJobsRequest { PageSize = PageSize };
+            var items = new List<CompletionItem>();
+            var seen = 0;
+
+            // Oldest first: read on, so that the newest jobs, the likeliest to be meant, are not cut off.
+            do
+            {
+                var page = connection.Client.ListJobs(request, deadline: deadline);
+                seen += page.Jobs.Count;
+                items.AddRange(page.Jobs
+                    .Where(j => j.JobId.StartsWith(word, StringComparison.Ordinal))
+                    .Select(j => new CompletionItem(j.JobId, detail: j.Command)));
+                request.PageToken = page.NextPageToken;
+            }
+            while (request.PageToken.Length > 0 && seen < MaxJobs);
+
+            return items;
         }
         catch (Exception)
         {
