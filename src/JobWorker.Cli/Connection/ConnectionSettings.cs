@@ -30,9 +30,6 @@ internal sealed record ConnectionSettings(
 
     public static readonly TimeSpan MaxReconnectTimeout = TimeSpan.FromDays(1);
 
-    /// <summary>The context of the config file the settings came from, if one was selected.</summary>
-    public string? ContextName { get; init; }
-
     /// <summary>The server address as shown in messages.</summary>
     public string ServerText => Server.ToString().TrimEnd('/');
 
@@ -89,10 +86,7 @@ internal sealed record ConnectionSettings(
             FirstNonEmpty(ca, Environment.GetEnvironmentVariable("WORKER_CA")) ?? FromFile(e => e.Ca),
             file is null ? null : configPath,
             ResolveTimeout(connectTimeout, "WORKER_CONNECT_TIMEOUT", connectFromFile, "connectTimeout", connectSource, CheckConnectTimeout) ?? DefaultConnectTimeout,
-            ResolveTimeout(reconnectTimeout, "WORKER_RECONNECT_TIMEOUT", reconnectFromFile, "reconnectTimeout", reconnectSource, CheckReconnectTimeout) ?? DefaultReconnectTimeout)
-        {
-            ContextName = selected?.Name,
-        };
+            ResolveTimeout(reconnectTimeout, "WORKER_RECONNECT_TIMEOUT", reconnectFromFile, "reconnectTimeout", reconnectSource, CheckReconnectTimeout) ?? DefaultReconnectTimeout);
     }
 
     /// <summary>The context named by --context, else WORKER_CONTEXT, else the file's currentContext (none when none names one).</summary>
