@@ -32,6 +32,10 @@ internal sealed class WorkerCli
         Root.Subcommands.Add(new StopCommand(context));
         Root.Subcommands.Add(new RemoveCommand(context));
         Root.Subcommands.Add(new CertsCommand(context));
+        Root.Subcommands.Add(new ContextCommand(context));
+        Root.Subcommands.Add(new CompletionCommand(context));
+        Completion.AddJobIdSources(Root, context);
+        context.Globals.Context.CompletionSources.Add(c => Completion.ContextNames(context, c));
     }
 
     public RootCommand Root { get; }

@@ -13,7 +13,7 @@ namespace JobWorker.Cli.Tests;
 public sealed partial class ConnectionTests(ServerFixture server) : IClassFixture<ServerFixture>
 {
     [Fact(Timeout = 60_000)]
-    public async Task List_ServerNeverFinishesTheTlsHandshake_TimesOutOnTheClientAndNamesTheServer()
+    public async Task List_ServerNeverFinishesTheTlsHandshake_Exit4TimesOutOnTheClientAndNamesTheServer()
     {
         // Listening but never accepting: the kernel completes the TCP handshake, TLS never gets an answer.
         using var silent = new TcpListener(IPAddress.Loopback, 0);
@@ -22,7 +22,7 @@ public sealed partial class ConnectionTests(ServerFixture server) : IClassFixtur
 
         var result = await WorkerAsync(["--server", address, "list"], new() { ["WORKER_CONNECT_TIMEOUT"] = "1s" });
 
-        WorkerResult.AssertExit(1, result);
+        WorkerResult.AssertExit(4, result);
         Assert.Contains($"timed out connecting to {address}: no TLS connection within the client's connect timeout of 1s", result.Stderr, StringComparison.Ordinal);
         Assert.DoesNotContain("the server failed", result.Stderr, StringComparison.Ordinal);
         Assert.Single(result.Stderr.Trim().Split('\n'));
@@ -43,13 +43,13 @@ public sealed partial class ConnectionTests(ServerFixture server) : IClassFixtur
     }
 
     [Fact(Timeout = 60_000)]
-    public async Task List_EveryHandshakeReset_GivesUpWithinTheConnectTimeoutAndSaysWhy()
+    public async Task List_EveryHandshakeReset_Exit4GivesUpWithinTheConnectTimeoutAndSaysWhy()
     {
         await using var proxy = new TcpFaultProxy(server.Address, resetFirst: int.MaxValue);
 
         var result = await WorkerAsync(["--server", proxy.Address.ToString(), "--connect-timeout", "2s", "list"]);
 
-        WorkerResult.AssertExit(1, result);
+        WorkerResult.AssertExit(4, result);
         // Reset right after accept: seen as a failed TCP connect or a TLS handshake cut short, depending on timing; on a
         // loaded machine the budget can also run out inside the last attempt, which is then reported as a timeout.
         Assert.Matches(

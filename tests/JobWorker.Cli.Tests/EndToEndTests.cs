@@ -1,4 +1,6 @@
 using System.Runtime.InteropServices;
+using System.Security.Cryptography;
+using System.Security.Cryptography.X509Certificates;
 using System.Text;
 using System.Text.Json;
 using JobWorker.Pki;
@@ -180,14 +182,14 @@ public sealed partial class EndToEndTests(ServerFixture server) : IClassFixture<
     }
 
     [Fact(Timeout = 60_000)]
-    public async Task Status_AnotherUsersJob_Exit1NotFound()
+    public async Task Status_AnotherUsersJob_Exit3NotFound()
     {
         var id = (await server.WorkerAsync(ServerFixture.Alice, "start", "--", Tp, "exit", "0")).Stdout.Trim();
         try
         {
             var result = await server.WorkerAsync(ServerFixture.Bob, "status", id);
 
-            WorkerResult.AssertExit(1, result);
+            WorkerResult.AssertExit(3, result);
             Assert.Contains("not found", result.Stderr, StringComparison.OrdinalIgnoreCase);
             Assert.Single(result.Stderr.Trim().Split('\n'));
             Assert.Empty(result.StdoutBytes);
@@ -200,7 +202,7 @@ public sealed partial class EndToEndTests(ServerFixture server) : IClassFixture<
     }
 
     [Fact(Timeout = 60_000)]
-    public async Task Rm_RunningJob_Exit1ThenStopAndRmSucceed()
+    public async Task Rm_RunningJob_Exit1ThenStopAndRmSucceedThenStatusExit3()
     {
         var id = (await server.WorkerAsync(ServerFixture.Alice, "start", "--", Tp, "sleep", "30")).Stdout.Trim();
 
@@ -213,7 +215,7 @@ public sealed partial class EndToEndTests(ServerFixture server) : IClassFixture<
         Assert.Contains("running", early.Stderr, StringComparison.OrdinalIgnoreCase);
         WorkerResult.AssertExit(0, stop);
         WorkerResult.AssertExit(0, rm);
-        WorkerResult.AssertExit(1, gone);
+        WorkerResult.AssertExit(3, gone);
     }
 
     [Fact(Timeout = 60_000)]
@@ -295,7 +297,7 @@ public sealed partial class EndToEndTests(ServerFixture server) : IClassFixture<
     [Theory(Timeout = 60_000)]
     [InlineData("list")]
     [InlineData("logs -f 9a25a9ee-4802-40da-8afb-542c9bfc77f1")] // a refusal is a verdict, not an outage to reconnect through
-    public async Task Verb_ClientCertificateFromAnotherCa_Exit1SaysTheCertificateWasRefused(string commandLine)
+    public async Task Verb_ClientCertificateFromAnotherCa_Exit4SaysTheCertificateWasRefused(string commandLine)
     {
         using var other = new TempDirectory();
         var foreign = DevPki.Create(other.Path, [new ClientIdentity(ServerFixture.Alice, Roles.User)]);
@@ -304,14 +306,41 @@ public sealed partial class EndToEndTests(ServerFixture server) : IClassFixture<
 
         var result = await WorkerProcess.RunAsync(["--config", config, .. commandLine.Split(' ')], null, TestContext.Current.CancellationToken);
 
-        WorkerResult.AssertExit(1, result);
+        WorkerResult.AssertExit(4, result);
         Assert.Contains("refused the client certificate", result.Stderr, StringComparison.Ordinal);
         Assert.DoesNotContain("   at ", result.Stderr, StringComparison.Ordinal);
         Assert.Single(result.Stderr.Trim().Split('\n'));
     }
 
     [Fact(Timeout = 60_000)]
-    public async Task List_ServerCertificateFromAnotherCa_Exit1SaysTheServerIsNotTrusted()
+    public async Task List_CertificateOfTheCaWithoutARole_Exit4RefusedAtTheHandshake()
+    {
+        // Signed by the server's CA but with no role the server knows: it is refused during the TLS handshake, before
+        // any call, so the client cannot tell it from a server that went away: 4, with the certificate named.
+        using var dir = new TempDirectory();
+        using var ca = CertificateAuthority.Load(server.Pki.CaCertificate, server.Pki.CaKey);
+        using var key = ECDsa.Create(ECCurve.NamedCurves.nistP256);
+        var request = new CertificateRequest("O=JobWorker, OU=nobody, CN=mallory", key, HashAlgorithmName.SHA256);
+        request.CertificateExtensions.Add(new X509BasicConstraintsExtension(false, false, 0, critical: true));
+        request.CertificateExtensions.Add(new X509KeyUsageExtension(X509KeyUsageFlags.DigitalSignature, critical: true));
+        request.CertificateExtensions.Add(new X509EnhancedKeyUsageExtension([new Oid("1.3.6.1.5.5.7.3.2")], critical: false));
+        request.CertificateExtensions.Add(X509AuthorityKeyIdentifierExtension.CreateFromCertificate(ca.Certificate, includeKeyIdentifier: true, includeIssuerAndSerial: false));
+        using var issued = request.Create(ca.Certificate, DateTimeOffset.UtcNow.AddMinutes(-5), DateTimeOffset.UtcNow.AddDays(1), [0x01, 0x02, 0x03, 0x04]);
+        using var withKey = issued.CopyWithPrivateKey(key);
+        var cert = Path.Combine(dir.Path, "mallory.crt");
+        var keyPath = Path.Combine(dir.Path, "mallory.key");
+        PemFiles.WriteCertificate(withKey, cert);
+        PemFiles.WritePrivateKey(withKey, keyPath);
+
+        var result = await WorkerProcess.RunAsync(["--server", server.Address.ToString(), "--cert", cert, "--key", keyPath, "--ca", server.Pki.CaCertificate, "list"], null, TestContext.Current.CancellationToken);
+
+        WorkerResult.AssertExit(4, result);
+        Assert.Contains($"refused the client certificate {cert}", result.Stderr, StringComparison.Ordinal);
+        Assert.Single(result.Stderr.Trim().Split('\n'));
+    }
+
+    [Fact(Timeout = 60_000)]
+    public async Task List_ServerCertificateFromAnotherCa_Exit4SaysTheServerIsNotTrusted()
     {
         using var other = new TempDirectory();
         var foreign = DevPki.Create(other.Path, []);
@@ -320,7 +349,7 @@ public sealed partial class EndToEndTests(ServerFixture server) : IClassFixture<
 
         var result = await WorkerProcess.RunAsync(["--config", config, "list"], null, TestContext.Current.CancellationToken);
 
-        WorkerResult.AssertExit(1, result);
+        WorkerResult.AssertExit(4, result);
         Assert.Contains("not signed by the CA", result.Stderr, StringComparison.Ordinal);
         Assert.Single(result.Stderr.Trim().Split('\n'));
     }
@@ -337,7 +366,7 @@ public sealed partial class EndToEndTests(ServerFixture server) : IClassFixture<
         var viaEnv = await WorkerProcess.RunAsync(["list"], env, TestContext.Current.CancellationToken);
         var viaFlag = await WorkerProcess.RunAsync(["--server", server.Address.ToString(), "list"], env, TestContext.Current.CancellationToken);
 
-        WorkerResult.AssertExit(1, viaEnv);
+        WorkerResult.AssertExit(4, viaEnv);
         Assert.Contains("127.0.0.1:2", viaEnv.Stderr, StringComparison.Ordinal);
         WorkerResult.AssertExit(0, viaFlag);
     }

@@ -59,7 +59,7 @@ public sealed class ListAndLimitsTests : IDisposable
             Assert.Contains(running, runningOnly.Stdout, StringComparison.Ordinal);
             Assert.Equal(started[..255], Ids(limited));
             Assert.Equal([bobs], Ids(adminForBob));
-            WorkerResult.AssertExit(1, aliceForBob);
+            WorkerResult.AssertExit(5, aliceForBob);
             Assert.Equal("worker list: permission denied: role 'user' may list only its own jobs, not those of 'bob'\n", aliceForBob.Stderr);
             WorkerResult.AssertExit(2, badState);
             Assert.Contains("--state: 'finished' is not a state; use running, exited, signaled or stopped", badState.Stderr, StringComparison.Ordinal);
@@ -100,7 +100,7 @@ public sealed class ListAndLimitsTests : IDisposable
     }
 
     [Fact(Timeout = 60_000)]
-    public async Task Start_OverTheRateLimit_Exit1WithTheLimitAndWhenToRetry()
+    public async Task Start_OverTheRateLimit_Exit5WithTheLimitAndWhenToRetry()
     {
         await using var server = new ServerFixture
         {
@@ -112,7 +112,7 @@ public sealed class ListAndLimitsTests : IDisposable
         var second = await server.WorkerAsync(ServerFixture.Alice, "start", "--", Tp, "exit", "0");
 
         WorkerResult.AssertExit(0, first);
-        WorkerResult.AssertExit(1, second);
+        WorkerResult.AssertExit(5, second);
         // One start per 10 s: the wait is what is left of those 10 s when the second start came, in whole seconds.
         Assert.Matches(
             @"^worker start: user 'alice' starts jobs faster than allowed \(1 at once, then 0\.1 per second; RateLimits:User:StartJobBurst and StartJobsPerSecond\); retry in ([1-9]|10) s\n$",
@@ -123,7 +123,7 @@ public sealed class ListAndLimitsTests : IDisposable
     }
 
     [Fact(Timeout = 60_000)]
-    public async Task Logs_OverTheStreamCap_Exit1NamingTheCap()
+    public async Task Logs_OverTheStreamCap_Exit5NamingTheCap()
     {
         await using var server = new ServerFixture { Settings = { ["RateLimits:User:MaxOpenStreams"] = "1" } };
         await server.InitializeAsync();
@@ -136,7 +136,7 @@ public sealed class ListAndLimitsTests : IDisposable
 
             var refused = await server.WorkerAsync(ServerFixture.Alice, "logs", id);
 
-            WorkerResult.AssertExit(1, refused);
+            WorkerResult.AssertExit(5, refused);
             Assert.Equal(
                 "worker logs: user 'alice' already has 1 output streams open, the most allowed (RateLimits:User:MaxOpenStreams); close one (a 'worker logs -f' or 'worker run') or retry in 5 s\n",
                 refused.Stderr);

@@ -76,7 +76,7 @@ public sealed class OfflineProcessTests
     [Theory(Timeout = 30_000)]
     [InlineData("list")]
     [InlineData("logs -f 9a25a9ee-4802-40da-8afb-542c9bfc77f1")] // a follower reconnects only to a server it reached
-    public async Task Verb_ServerNotListening_Exit1ConnectionRefusedAtOnceWithoutStackTrace(string commandLine)
+    public async Task Verb_ServerNotListening_Exit4ConnectionRefusedAtOnceWithoutStackTrace(string commandLine)
     {
         using var dir = new TempDirectory();
         var layout = DevPki.Create(dir.Path, [new ClientIdentity("alice", Roles.User)]);
@@ -94,7 +94,7 @@ public sealed class OfflineProcessTests
             },
             TestContext.Current.CancellationToken);
 
-        WorkerResult.AssertExit(1, result);
+        WorkerResult.AssertExit(4, result);
         Assert.Contains($"cannot connect to https://127.0.0.1:{port}: connection refused", result.Stderr, StringComparison.Ordinal);
         Assert.DoesNotContain("   at ", result.Stderr, StringComparison.Ordinal);
         Assert.Single(result.Stderr.Trim().Split('\n'));
@@ -126,7 +126,7 @@ public sealed class OfflineProcessTests
     }
 
     [Fact(Timeout = 30_000)]
-    public async Task CertsInit_EmptyDirectory_WritesPkiAndUserAndAdminConfigs()
+    public async Task CertsInit_EmptyDirectory_WritesPkiAndUserAndAdminConfigsAndContexts()
     {
         using var dir = new TempDirectory();
 
@@ -143,6 +143,13 @@ public sealed class OfflineProcessTests
             Assert.Equal(layout.ClientCertificate(user), json.RootElement.GetProperty("cert").GetString());
             Assert.Equal(layout.ClientKey(user), json.RootElement.GetProperty("key").GetString());
             Assert.Equal(layout.CaCertificate, json.RootElement.GetProperty("ca").GetString());
+            using var clientJson = JsonDocument.Parse(await File.ReadAllTextAsync(Path.Combine(dir.Path, "client.json"), TestContext.Current.CancellationToken));
+            Assert.Equal("bob", clientJson.RootElement.GetProperty("currentContext").GetString());
+            var context = clientJson.RootElement.GetProperty("contexts").GetProperty(user);
+            Assert.Equal("https://localhost:7000", context.GetProperty("server").GetString());
+            Assert.Equal(layout.ClientCertificate(user), context.GetProperty("cert").GetString());
+            Assert.Equal(layout.ClientKey(user), context.GetProperty("key").GetString());
+            Assert.Equal(layout.CaCertificate, context.GetProperty("ca").GetString());
             using var certificate = PemFiles.LoadCertificate(layout.ClientCertificate(user));
             Assert.True(ClientIdentity.TryRead(certificate, out var identity, out var error), error);
             Assert.Equal(new ClientIdentity(user, role), identity);

@@ -1,6 +1,5 @@
 using System.CommandLine;
 using System.Text;
-using System.Text.Json;
 using JobWorker.Cli.Connection;
 using JobWorker.Cli.Formatting;
 using JobWorker.Cli.Infrastructure;
@@ -114,30 +113,15 @@ internal sealed class CertsInitCommand : VerbCommand
         }
 
         Directory.CreateDirectory(configDir, PemFiles.DirectoryMode);
-        WriteConfig(userConfig, serverUri, layout, user);
-        WriteConfig(adminConfig, serverUri, layout, admin);
+        DevPkiContexts.Write(userConfig, adminConfig, serverUri, layout, user, admin);
 
         var sb = new StringBuilder();
         sb.Append("Created a development PKI in ").Append(layout.Directory).Append('\n');
         sb.Append("  CA certificate:      ").Append(layout.CaCertificate).Append('\n');
         sb.Append("  server certificate:  ").Append(layout.ServerCertificate).Append(" (key ").Append(layout.ServerKey).Append(")\n");
-        sb.Append("  user '").Append(user).Append("':  config ").Append(userConfig).Append(" (the default)\n");
-        sb.Append("  admin '").Append(admin).Append("': config ").Append(adminConfig).Append(" (use with --config or WORKER_CONFIG)\n");
+        sb.Append("  user '").Append(user).Append("':  context '").Append(user).Append("' in ").Append(userConfig).Append(" (the current context)\n");
+        sb.Append("  admin '").Append(admin).Append("': context '").Append(admin).Append("' (use with --context ").Append(admin).Append("), or config ").Append(adminConfig).Append('\n');
         WriteStdout(TerminalText.Escape(sb.ToString(), keepLineFeeds: true));
         return Task.FromResult(ExitCodes.Success);
-    }
-
-    private static void WriteConfig(string path, Uri server, DevPkiLayout layout, string user)
-    {
-        var config = new ClientConfig
-        {
-            Server = server.ToString().TrimEnd('/'),
-            Cert = layout.ClientCertificate(user),
-            Key = layout.ClientKey(user),
-            Ca = layout.CaCertificate,
-        };
-        var json = JsonSerializer.Serialize(config, CliJsonContext.Default.ClientConfig) + "\n";
-        File.WriteAllText(path, json);
-        File.SetUnixFileMode(path, PemFiles.PrivateKeyMode);
     }
 }

@@ -3,7 +3,7 @@ using JobWorker.Cli.Connection;
 
 namespace JobWorker.Cli.Commands;
 
-/// <summary>Connection options, accepted by every verb (flag, else environment variable, else config file).</summary>
+/// <summary>Connection options, accepted by every verb (flag, else environment variable, else config file context, else its top level).</summary>
 internal sealed class GlobalOptions
 {
     public Option<string?> Server { get; } = new("--server")
@@ -41,11 +41,18 @@ internal sealed class GlobalOptions
         Recursive = true,
     };
 
+    public Option<string?> Context { get; } = new("--context")
+    {
+        Description = "Use this context of the config file (see 'worker context') [env: WORKER_CONTEXT] [default: the file's current context]",
+        HelpName = "NAME",
+        Recursive = true,
+    };
+
     public Option<TimeSpan?> ConnectTimeout { get; } = ConnectTimeoutOption();
 
     public Option<TimeSpan?> ReconnectTimeout { get; } = ReconnectTimeoutOption();
 
-    public IEnumerable<Option> All => [Server, Cert, Key, Ca, Config, ConnectTimeout, ReconnectTimeout];
+    public IEnumerable<Option> All => [Server, Cert, Key, Ca, Config, Context, ConnectTimeout, ReconnectTimeout];
 
     public ConnectionSettings Resolve(ParseResult parseResult) => ConnectionSettings.Resolve(
         parseResult.GetValue(Server),
@@ -54,7 +61,8 @@ internal sealed class GlobalOptions
         parseResult.GetValue(Ca),
         parseResult.GetValue(Config),
         parseResult.GetValue(ConnectTimeout),
-        parseResult.GetValue(ReconnectTimeout));
+        parseResult.GetValue(ReconnectTimeout),
+        parseResult.GetValue(Context));
 
     private static Option<TimeSpan?> ConnectTimeoutOption()
     {

@@ -4,7 +4,9 @@ namespace JobWorker.Cli.Commands;
 
 internal static class JobIdArgument
 {
-    public static Argument<string> Create() => new("id")
+    private const string Name = "id";
+
+    public static Argument<string> Create() => new(Name)
     {
         Description = "The job id (printed by 'worker start', listed by 'worker list')",
         HelpName = "ID",
@@ -20,4 +22,7 @@ internal static class JobIdArgument
             },
         },
     };
+
+    /// <summary>Whether an argument is a job id (its values complete from the server's job list).</summary>
+    public static bool Is(Argument argument) => argument is Argument<string> { Name: Name, HelpName: "ID" };
 }

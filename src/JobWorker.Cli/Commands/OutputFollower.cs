@@ -152,7 +152,7 @@ internal sealed class OutputFollower(JobWorkerClient client, ConnectionSettings 
             catch (RpcException ex) when (!cancellationToken.IsCancellationRequested)
             {
                 // A verdict, not an outage: the job is not there (another server, another state directory), a refused certificate.
-                throw new CliException($"lost the connection to {settings.ServerText} and could not resume: {ErrorReporter.Describe(ex, settings)}", ExitCodes.Failure, ex);
+                throw new CliException($"lost the connection to {settings.ServerText} and could not resume: {ErrorReporter.Describe(ex, settings)}", ErrorReporter.ExitCodeOf(ex), ex);
             }
         }
     }

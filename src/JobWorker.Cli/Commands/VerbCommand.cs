@@ -57,7 +57,7 @@ internal abstract class VerbCommand : Command
         catch (Exception ex)
         {
             Context.ReportError(DisplayName, ErrorReporter.Describe(ex, Settings), ex);
-            return ex is CliException cli ? cli.ExitCode : ExitCodes.Failure;
+            return ErrorReporter.ExitCodeOf(ex);
         }
     }
 

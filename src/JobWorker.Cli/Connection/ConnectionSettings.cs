@@ -1,5 +1,3 @@
-using System.Text.Json;
-using JobWorker.Cli.Formatting;
 using JobWorker.Cli.Infrastructure;
 using JobWorker.Cli.Parsing;
 
@@ -7,8 +5,9 @@ namespace JobWorker.Cli.Connection;
 
 /// <summary>
 /// Where and how to connect: each value comes from its flag, else its environment variable
-/// (WORKER_SERVER, WORKER_CERT, WORKER_KEY, WORKER_CA, WORKER_CONNECT_TIMEOUT, WORKER_RECONNECT_TIMEOUT), else the config
-/// file, else the default.
+/// (WORKER_SERVER, WORKER_CERT, WORKER_KEY, WORKER_CA, WORKER_CONNECT_TIMEOUT, WORKER_RECONNECT_TIMEOUT), else the selected
+/// context of the config file (--context, WORKER_CONTEXT, or the file's currentContext), else the file's top-level key,
+/// else the default.
 /// </summary>
 internal sealed record ConnectionSettings(
     Uri Server, string? CertPath, string? KeyPath, string? CaPath, string? ConfigPath, TimeSpan ConnectTimeout, TimeSpan ReconnectTimeout)
@@ -48,34 +47,66 @@ internal sealed record ConnectionSettings(
         }
     }
 
-    public static ConnectionSettings Resolve(string? server, string? cert, string? key, string? ca, string? config, TimeSpan? connectTimeout = null, TimeSpan? reconnectTimeout = null)
+    public static ConnectionSettings Resolve(string? server, string? cert, string? key, string? ca, string? config, TimeSpan? connectTimeout = null, TimeSpan? reconnectTimeout = null, string? context = null)
     {
-        var configPath = FirstNonEmpty(config, Environment.GetEnvironmentVariable("WORKER_CONFIG"));
-        var explicitConfig = configPath is not null;
-        configPath ??= DefaultConfigPath;
-
+        var (configPath, explicitConfig) = ClientConfigFile.Locate(config);
         ClientConfig? file = null;
         if (File.Exists(configPath))
         {
-            file = Load(configPath);
+            file = ClientConfigFile.Load(configPath);
         }
         else if (explicitConfig)
         {
-            throw new CliException($"config file {configPath} does not exist: check --config / WORKER_CONFIG, or create one with 'worker certs init'");
+            throw new CliException($"config file {configPath} does not exist: check --config / WORKER_CONFIG, or create one with 'worker certs init' or 'worker context add'");
         }
 
+        var selected = SelectContext(file, configPath, context);
         var configDir = Path.GetDirectoryName(Path.GetFullPath(configPath)) ?? ".";
-        string? FromFile(string? value) => string.IsNullOrEmpty(value) ? null : Path.GetFullPath(value, configDir);
+        string? FromFile(Func<IConnectionEntries, string?> entry)
+            => FirstNonEmpty(selected is null ? null : entry(selected), file is null ? null : entry(file)) is { } value ? Path.GetFullPath(value, configDir) : null;
+        string? RawFromFile(Func<IConnectionEntries, string?> entry, out string source)
+        {
+            if (selected is not null && !string.IsNullOrWhiteSpace(entry(selected)))
+            {
+                source = $"context '{selected.Name}' in config file {configPath}";
+                return entry(selected);
+            }
 
-        var serverText = FirstNonEmpty(server, Environment.GetEnvironmentVariable("WORKER_SERVER"), file?.Server) ?? DefaultServer;
+            source = $"config file {configPath}";
+            return file is null ? null : entry(file);
+        }
+
+        var serverText = FirstNonEmpty(server, Environment.GetEnvironmentVariable("WORKER_SERVER"), RawFromFile(e => e.Server, out _)) ?? DefaultServer;
+        var connectFromFile = RawFromFile(e => e.ConnectTimeout, out var connectSource);
+        var reconnectFromFile = RawFromFile(e => e.ReconnectTimeout, out var reconnectSource);
         return new ConnectionSettings(
             ParseServer(serverText),
-            FirstNonEmpty(cert, Environment.GetEnvironmentVariable("WORKER_CERT")) ?? FromFile(file?.Cert),
-            FirstNonEmpty(key, Environment.GetEnvironmentVariable("WORKER_KEY")) ?? FromFile(file?.Key),
-            FirstNonEmpty(ca, Environment.GetEnvironmentVariable("WORKER_CA")) ?? FromFile(file?.Ca),
+            FirstNonEmpty(cert, Environment.GetEnvironmentVariable("WORKER_CERT")) ?? FromFile(e => e.Cert),
+            FirstNonEmpty(key, Environment.GetEnvironmentVariable("WORKER_KEY")) ?? FromFile(e => e.Key),
+            FirstNonEmpty(ca, Environment.GetEnvironmentVariable("WORKER_CA")) ?? FromFile(e => e.Ca),
             file is null ? null : configPath,
-            ResolveTimeout(connectTimeout, "WORKER_CONNECT_TIMEOUT", file?.ConnectTimeout, "connectTimeout", configPath, CheckConnectTimeout) ?? DefaultConnectTimeout,
-            ResolveTimeout(reconnectTimeout, "WORKER_RECONNECT_TIMEOUT", file?.ReconnectTimeout, "reconnectTimeout", configPath, CheckReconnectTimeout) ?? DefaultReconnectTimeout);
+            ResolveTimeout(connectTimeout, "WORKER_CONNECT_TIMEOUT", connectFromFile, "connectTimeout", connectSource, CheckConnectTimeout) ?? DefaultConnectTimeout,
+            ResolveTimeout(reconnectTimeout, "WORKER_RECONNECT_TIMEOUT", reconnectFromFile, "reconnectTimeout", reconnectSource, CheckReconnectTimeout) ?? DefaultReconnectTimeout);
+    }
+
+    /// <summary>The context named by --context, else WORKER_CONTEXT, else the file's currentContext (none when none names one).</summary>
+    public static NamedContext? SelectContext(ClientConfig? file, string configPath, string? flag)
+    {
+        var (name, source, exitCode) = !string.IsNullOrWhiteSpace(flag) ? (flag, "--context", ExitCodes.Usage)
+            : Environment.GetEnvironmentVariable("WORKER_CONTEXT") is { } fromEnvironment && !string.IsNullOrWhiteSpace(fromEnvironment) ? (fromEnvironment, "WORKER_CONTEXT", ExitCodes.Usage)
+            : (file?.CurrentContext, $"\"currentContext\" in config file {configPath}", ExitCodes.Failure);
+        if (string.IsNullOrWhiteSpace(name))
+        {
+            return null;
+        }
+
+        if (file?.Contexts?.TryGetValue(name, out var found) == true)
+        {
+            return new NamedContext(name, found);
+        }
+
+        var known = file?.Contexts is { Count: > 0 } contexts ? $"the contexts are {string.Join(", ", contexts.Keys)}" : "it has no contexts";
+        throw new CliException($"{source}: no context '{name}' in config file {configPath} ({known}). Add it with 'worker context add {name} --server URL --cert FILE --key FILE --ca FILE'", exitCode);
     }
 
     /// <summary>Checks a connect timeout from any source: more than zero, at most <see cref="MaxConnectTimeout"/>.</summary>
@@ -90,7 +121,7 @@ internal sealed record ConnectionSettings(
             : value > MaxReconnectTimeout ? $"must be at most {MaxReconnectTimeout.TotalHours:0}h"
             : null;
 
-    private static TimeSpan? ResolveTimeout(TimeSpan? flag, string variable, string? fromFile, string fileKey, string configPath, Func<TimeSpan, string?> check)
+    private static TimeSpan? ResolveTimeout(TimeSpan? flag, string variable, string? fromFile, string fileKey, string fileSource, Func<TimeSpan, string?> check)
     {
         // The flag was checked while parsing; the other sources are checked here and named in the error.
         if (flag is { } value)
@@ -106,7 +137,7 @@ internal sealed record ConnectionSettings(
 
         if (!string.IsNullOrWhiteSpace(fromFile))
         {
-            return ParseTimeout(fromFile, $"\"{fileKey}\" in config file {configPath}", ExitCodes.Failure, check);
+            return ParseTimeout(fromFile, $"\"{fileKey}\" in {fileSource}", ExitCodes.Failure, check);
         }
 
         return null;
@@ -140,22 +171,20 @@ internal sealed record ConnectionSettings(
         return uri;
     }
 
-    private static ClientConfig Load(string path)
+    /// <summary>A context of the config file with its name.</summary>
+    internal sealed record NamedContext(string Name, ClientContext Entries) : IConnectionEntries
     {
-        try
-        {
-            using var stream = File.OpenRead(path);
-            return JsonSerializer.Deserialize(stream, CliJsonContext.Default.ClientConfig)
-                ?? throw new CliException($"config file {path} is empty");
-        }
-        catch (JsonException ex)
-        {
-            throw new CliException($"config file {path} is not valid JSON ({ex.Message}): fix it or recreate it with 'worker certs init --force'");
-        }
-        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
-        {
-            throw new CliException($"cannot read config file {path}: {ex.Message}");
-        }
+        public string? Server => Entries.Server;
+
+        public string? Cert => Entries.Cert;
+
+        public string? Key => Entries.Key;
+
+        public string? Ca => Entries.Ca;
+
+        public string? ConnectTimeout => Entries.ConnectTimeout;
+
+        public string? ReconnectTimeout => Entries.ReconnectTimeout;
     }
 
     private static string? FirstNonEmpty(params string?[] values)

@@ -22,6 +22,40 @@ internal static class ErrorReporter
         };
     }
 
+    /// <summary>
+    /// The exit code of a failure: <see cref="ExitCodes.NotFound"/>, <see cref="ExitCodes.CannotConnect"/> and
+    /// <see cref="ExitCodes.Refused"/> from the gRPC status (see docs/cli.md for the table), else <see cref="ExitCodes.Failure"/>.
+    /// </summary>
+    public static int ExitCodeOf(Exception exception) => exception switch
+    {
+        CliException cli => cli.ExitCode,
+        RpcException rpc => ExitCodeOf(rpc),
+        _ => ExitCodes.Failure,
+    };
+
+    private static int ExitCodeOf(RpcException rpc)
+    {
+        // A status made up in this process (it carries the exception) never came from the server. It is "cannot connect"
+        // when the connection failed or broke (whatever code gRPC chose for that); the client's own limits, a message it
+        // cannot read or its own cancellation are other failures.
+        if (rpc.Status.DebugException is { } local)
+        {
+            return rpc.StatusCode is StatusCode.Unavailable or StatusCode.DeadlineExceeded
+                || (rpc.StatusCode is not (StatusCode.Cancelled or StatusCode.ResourceExhausted) && Chain(local).Any(e => e is IOException or SocketException or AuthenticationException or HttpRequestException or TimeoutException))
+                ? ExitCodes.CannotConnect
+                : ExitCodes.Failure;
+        }
+
+        return rpc.StatusCode switch
+        {
+            StatusCode.NotFound => ExitCodes.NotFound,
+            StatusCode.Unavailable => ExitCodes.CannotConnect,
+            StatusCode.PermissionDenied or StatusCode.Unauthenticated => ExitCodes.Refused,
+            StatusCode.ResourceExhausted when !rpc.Status.Detail.StartsWith(ReceiveLimitDetail, StringComparison.Ordinal) => ExitCodes.Refused,
+            _ => ExitCodes.Failure,
+        };
+    }
+
     private static string DescribeRpc(RpcException rpc, string server, ConnectionSettings? settings)
     {
         // gRPC attaches an exception only to a status it made up in this process (connection failures, timeouts,
