@@ -110,6 +110,8 @@ public static class ServerApp
         services.AddGrpcReflection();
         // Jobs get their grace at shutdown; give the host that long plus time to drain the last streams.
         services.Configure<HostOptions>(host => host.ShutdownTimeout = options.DefaultStopGrace + TimeSpan.FromSeconds(15));
+        // Type=notify: READY=1 once the runner has recovered its jobs and Kestrel listens (see ServiceManager).
+        services.AddServiceManager();
 
         builder.WebHost.ConfigureKestrel(kestrel =>
         {
