@@ -32,6 +32,12 @@ try
     await app.RunAsync();
     return 0;
 }
+catch (Exception e) when (ListenerBindException.Find(e) is { } bind)
+{
+    // A port in use, or an address that is not this host's: Kestrel could not listen.
+    Console.Error.WriteLine($"JobWorker.Server: {bind.Message}");
+    return 1;
+}
 catch (Exception e) when (e is JobWorkerException or IOException or UnauthorizedAccessException or ArgumentException or StartupException)
 {
     // JobRunner.Create failed: the cgroup subtree or the log directory could not be prepared.
