@@ -4,9 +4,10 @@ using JobWorker.Server.Hosting;
 
 // JobWorker.Server [settings]        run the server (see docs/operations.md)
 // JobWorker.Server certs init ...    create a development PKI (see CertsCommand)
-if (args.Length > 0 && args[0] == "certs")
+// JobWorker.Server --help|--version  no root needed
+if (ServerCommandLine.Handle(args, Console.Out, Console.Error) is { } exitCode)
 {
-    return CertsCommand.Run(args[1..], Console.Out, Console.Error);
+    return exitCode;
 }
 
 if (!Environment.IsPrivilegedProcess)
