@@ -58,6 +58,48 @@ public sealed class ServerCommandLineTests
         Assert.Equal(expected + "; see 'JobWorker.Server --help'\n", stderr);
     }
 
+    [Fact(Timeout = 60_000)]
+    public async Task Binary_CertsInit_SharedOptionsParsedAndApplied()
+    {
+        var directory = Directory.CreateTempSubdirectory("jobworker-srvtest-certs-");
+        try
+        {
+            var pki = Path.Combine(directory.FullName, "pki");
+            var (exitCode, stdout, stderr) = await RunAsync(["certs", "init", "--dir", pki, "--client", "carol:admin", "--server-name", "jobs.example", "--server-name", "192.0.2.7"], asNobody: false);
+
+            Assert.True(exitCode == 0, $"exit code {exitCode}; stderr:\n{stderr}");
+            Assert.Contains("carol (admin)", stdout, StringComparison.Ordinal);
+            using var server = System.Security.Cryptography.X509Certificates.X509CertificateLoader.LoadCertificateFromFile(Path.Combine(pki, "server.crt"));
+            var names = server.Extensions.OfType<System.Security.Cryptography.X509Certificates.X509SubjectAlternativeNameExtension>().Single();
+            Assert.Contains("jobs.example", names.EnumerateDnsNames());
+            Assert.Contains(System.Net.IPAddress.Parse("192.0.2.7"), names.EnumerateIPAddresses());
+            Assert.False(File.Exists(Path.Combine(pki, "clients", "alice.crt")), "--client replaces the default clients");
+
+            (exitCode, _, stderr) = await RunAsync(["certs", "init", "--dir", pki], asNobody: false);
+            Assert.Equal(1, exitCode);
+            Assert.Contains("already exists", stderr, StringComparison.Ordinal);
+
+            (exitCode, _, stderr) = await RunAsync(["certs", "init", "--dir", pki, "--force", "--client", "carol:root"], asNobody: false);
+            Assert.Equal(2, exitCode);
+            Assert.Equal("JobWorker.Server certs init: --client: role 'root' is unknown; use 'admin' or 'user'\nRun 'JobWorker.Server certs init --help' for usage.\n", stderr);
+
+            (exitCode, _, stderr) = await RunAsync(["certs", "init", "--dir", pki, "--froce"], asNobody: false);
+            Assert.Equal(2, exitCode);
+            Assert.StartsWith("JobWorker.Server certs init: Unrecognized command or argument '--froce'", stderr, StringComparison.Ordinal);
+
+            (exitCode, stdout, _) = await RunAsync(["certs", "init", "--help"], asNobody: true);
+            Assert.Equal(0, exitCode);
+            foreach (var option in new[] { "--dir <DIR>", "--client <USER:ROLE>", "--server-name <NAME>", "--force" })
+            {
+                Assert.Contains(option, stdout, StringComparison.Ordinal);
+            }
+        }
+        finally
+        {
+            directory.Delete(recursive: true);
+        }
+    }
+
     [Fact]
     public void Handle_ConfigurationArgumentsInEveryFormTheHostReads_RunsTheServer()
     {
