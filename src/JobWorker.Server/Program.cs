@@ -4,9 +4,10 @@ using JobWorker.Server.Hosting;
 
 // JobWorker.Server [settings]        run the server (see docs/operations.md)
 // JobWorker.Server certs init ...    create a development PKI (see CertsCommand)
-if (args.Length > 0 && args[0] == "certs")
+// JobWorker.Server --help|--version  no root needed
+if (ServerCommandLine.Handle(args, Console.Out, Console.Error) is { } exitCode)
 {
-    return CertsCommand.Run(args[1..], Console.Out, Console.Error);
+    return exitCode;
 }
 
 if (!Environment.IsPrivilegedProcess)
@@ -31,6 +32,12 @@ try
     // RunAsync returns after SIGTERM/SIGINT once the jobs are stopped and Kestrel has drained.
     await app.RunAsync();
     return 0;
+}
+catch (Exception e) when (ListenerBindException.Find(e) is { } bind)
+{
+    // A port in use, or an address that is not this host's: Kestrel could not listen.
+    Console.Error.WriteLine($"JobWorker.Server: {bind.Message}");
+    return 1;
 }
 catch (Exception e) when (e is JobWorkerException or IOException or UnauthorizedAccessException or ArgumentException or StartupException)
 {

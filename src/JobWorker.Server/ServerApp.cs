@@ -65,6 +65,8 @@ public static class ServerApp
             ContentRootPath = AppContext.BaseDirectory,
         });
         InsertSystemConfigFile(builder.Configuration);
+        var startupLog = new StartupFailureLogFilter();
+        builder.Logging.AddFilter(StartupFailureLogFilter.Category, startupLog.IsEnabled);
         builder.Configuration.AddCommandLine(args, Switches);
         configure?.Invoke(builder);
 
@@ -110,6 +112,8 @@ public static class ServerApp
         services.AddGrpcReflection();
         // Jobs get their grace at shutdown; give the host that long plus time to drain the last streams.
         services.Configure<HostOptions>(host => host.ShutdownTimeout = options.DefaultStopGrace + TimeSpan.FromSeconds(15));
+        // Type=notify: READY=1 once the runner has recovered its jobs and Kestrel listens (see ServiceManager).
+        services.AddServiceManager();
 
         builder.WebHost.ConfigureKestrel(kestrel =>
         {
@@ -145,7 +149,9 @@ public static class ServerApp
             }
         });
 
+        ListenerBinding.NameBindFailures(services, Listeners(options));
         var app = builder.Build();
+        app.Lifetime.ApplicationStarted.Register(startupLog.Started);
         // After routing (added first by WebApplication): the limiter needs the endpoint to know the method's policy.
         app.UseRateLimiter();
         app.MapGrpcService<JobWorkerService>();
@@ -195,7 +201,7 @@ public static class ServerApp
         }
 
         var errors = options.Validate();
-        return errors.Count == 0 ? options : throw new StartupException("invalid configuration:\n  " + string.Join("\n  ", errors));
+        return errors.Count == 0 ? options : throw StartupException.InvalidConfiguration(errors);
     }
 
     private static (QuotaOptions Quotas, RetentionOptions Retention, DiskOptions Disk) BindQuotaOptions(ConfigurationManager configuration)
@@ -215,7 +221,7 @@ public static class ServerApp
         }
 
         var errors = quotas.Validate().Concat(retention.Validate()).Concat(disk.Validate()).ToList();
-        return errors.Count == 0 ? (quotas, retention, disk) : throw new StartupException("invalid configuration:\n  " + string.Join("\n  ", errors));
+        return errors.Count == 0 ? (quotas, retention, disk) : throw StartupException.InvalidConfiguration(errors);
     }
 
     private static RateLimitOptions BindRateLimits(ConfigurationManager configuration)
@@ -231,7 +237,7 @@ public static class ServerApp
         }
 
         var errors = options.Validate();
-        return errors.Count == 0 ? options : throw new StartupException("invalid configuration:\n  " + string.Join("\n  ", errors));
+        return errors.Count == 0 ? options : throw StartupException.InvalidConfiguration(errors);
     }
 
     private static LimitsOptions BindLimits(ConfigurationManager configuration, ServerOptions server)
@@ -248,7 +254,7 @@ public static class ServerApp
         }
 
         var errors = limits.Validate(server.UseDelegatedCgroup);
-        return errors.Count == 0 ? limits : throw new StartupException("invalid configuration:\n  " + string.Join("\n  ", errors));
+        return errors.Count == 0 ? limits : throw StartupException.InvalidConfiguration(errors);
     }
 
     private static X509Certificate2 LoadCa(ServerOptions options)
@@ -290,6 +296,17 @@ public static class ServerApp
 
         // Linux's SslStream works with the ephemeral key CreateFromPemFile returns; no PFX round trip needed.
         return certificate;
+    }
+
+    private static List<(ListenAddress Address, string Setting)> Listeners(ServerOptions options)
+    {
+        List<(ListenAddress, string)> listeners = [(ListenAddress.Parse(options.Listen), $"{ServerOptions.Section}:Listen, --listen")];
+        if (!string.IsNullOrEmpty(options.MetricsListen))
+        {
+            listeners.Add((ListenAddress.Parse(options.MetricsListen), $"{ServerOptions.Section}:MetricsListen, --metrics-listen"));
+        }
+
+        return listeners;
     }
 
     private static void Listen(KestrelServerOptions kestrel, ListenAddress address, Action<ListenOptions> configure)

@@ -169,7 +169,7 @@ public sealed class LimitsTests
     {
         var e = Assert.Throws<StartupException>(() => Build(new() { [key] = value }));
 
-        Assert.Equal("invalid configuration:\n  " + message, e.Message);
+        Assert.Equal("invalid configuration: " + message, e.Message);
     }
 
     [Fact]
@@ -182,7 +182,7 @@ public sealed class LimitsTests
         }));
 
         // carol's maximum is lower than the default everyone gets: her requests without a memory limit could never start.
-        Assert.Equal("invalid configuration:\n  JobWorker:Limits:Default:MemoryBytes (536870912) is above JobWorker:Limits:Users:carol:Maximum:MemoryBytes (268435456); a default must not exceed the maximum that applies to the same callers", e.Message);
+        Assert.Equal("invalid configuration: JobWorker:Limits:Default:MemoryBytes (536870912) is above JobWorker:Limits:Users:carol:Maximum:MemoryBytes (268435456); a default must not exceed the maximum that applies to the same callers", e.Message);
     }
 
     [Theory]

@@ -147,6 +147,7 @@ public sealed class UnitTests
     [InlineData("::1")]
     [InlineData("localhost")]
     [InlineData("localhost:99999")]
+    [InlineData("localhost:0")]
     [InlineData("example.com:80")]
     public void ListenAddress_Invalid_Refused(string text)
     {

@@ -13,11 +13,7 @@ namespace JobWorker.Cli.Commands;
 /// </summary>
 internal sealed class CertsInitCommand : VerbCommand
 {
-    private readonly Option<string?> _dir = new("--dir")
-    {
-        Description = "Where to write the PKI [default: ~/.config/jobworker/pki]",
-        HelpName = "DIR",
-    };
+    private readonly Option<string?> _dir = CertsInitOptions.Directory("Where to write the PKI [default: ~/.config/jobworker/pki]");
 
     private readonly Option<string> _user = new("--user")
     {
@@ -33,14 +29,7 @@ internal sealed class CertsInitCommand : VerbCommand
         DefaultValueFactory = _ => "admin",
     };
 
-    private readonly Option<string[]> _serverNames = new("--server-name")
-    {
-        Description = "Extra DNS name or IP address for the server certificate (localhost, 127.0.0.1, ::1 and the host name are always included), repeatable",
-        HelpName = "NAME",
-        Arity = ArgumentArity.ZeroOrMore,
-        AllowMultipleArgumentsPerToken = false,
-        DefaultValueFactory = _ => [],
-    };
+    private readonly Option<string[]> _serverNames = CertsInitOptions.ServerNames();
 
     private readonly Option<string?> _configDir = new("--config-dir")
     {
@@ -48,7 +37,7 @@ internal sealed class CertsInitCommand : VerbCommand
         HelpName = "DIR",
     };
 
-    private readonly Option<bool> _force = new("--force") { Description = "Replace an existing PKI and client configs" };
+    private readonly Option<bool> _force = CertsInitOptions.Force("Replace an existing PKI and client configs");
 
     public CertsInitCommand(CliContext context)
         : base("init", "Create a development PKI (CA, server and client certificates) and client configs", context)

@@ -12,7 +12,7 @@ public sealed record ListenAddress(IPAddress? Address, int Port)
     /// <summary>Whether only this machine can connect.</summary>
     public bool IsLoopback => Address is null || IPAddress.IsLoopback(Address);
 
-    /// <summary>Parses <c>IP:port</c>, <c>[IPv6]:port</c> or <c>localhost:port</c>.</summary>
+    /// <summary>Parses <c>IP:port</c>, <c>[IPv6]:port</c> or <c>localhost:port</c> (not port 0).</summary>
     public static bool TryParse(string? text, [NotNullWhen(true)] out ListenAddress? address, [NotNullWhen(false)] out string? error)
     {
         address = null;
@@ -25,7 +25,14 @@ public sealed record ListenAddress(IPAddress? Address, int Port)
         text = text.Trim();
         if (text.StartsWith("localhost:", StringComparison.OrdinalIgnoreCase))
         {
-            if (int.TryParse(text.AsSpan("localhost:".Length), out var port) && port is >= 0 and <= 65535)
+            if (int.TryParse(text.AsSpan("localhost:".Length), out var port) && port == 0)
+            {
+                // localhost is two listeners (127.0.0.1 and ::1), which could not share one free port.
+                error = $"'{text}': port 0 (any free port) needs one IP address; use 127.0.0.1:0 or [::1]:0";
+                return false;
+            }
+
+            if (port is > 0 and <= 65535)
             {
                 address = new ListenAddress(null, port);
                 error = null;

@@ -1,86 +1,73 @@
+using System.CommandLine;
+using System.CommandLine.Help;
+using System.CommandLine.Invocation;
 using JobWorker.Pki;
 
 namespace JobWorker.Server.Hosting;
 
 /// <summary>
 /// <c>JobWorker.Server certs init --dir DIR [--client USER:ROLE]... [--server-name NAME]... [--force]</c>:
-/// creates a development PKI with <see cref="DevPki"/> (the CLI's <c>worker certs init</c> does the same).
+/// creates a development PKI with <see cref="DevPki"/> (the CLI's <c>worker certs init</c> does the same). Parsed
+/// with System.CommandLine from the options both commands share (<see cref="CertsInitOptions"/>).
 /// </summary>
 public static class CertsCommand
 {
-    private const string Usage = """
-        usage: JobWorker.Server certs init --dir DIR [--client USER:ROLE]... [--server-name NAME]... [--force]
-          --dir DIR             directory to create (0700); keys are written 0600
-          --client USER:ROLE    a client certificate; ROLE is admin or user (default: admin:admin, alice:user, bob:user)
-          --server-name NAME    an extra DNS name or IP address for the server certificate
-                                (localhost, 127.0.0.1, ::1 and the host name are always included)
-          --force               replace an existing PKI in DIR
-        """;
+    private const string Name = "JobWorker.Server";
 
+    /// <summary>Runs <c>certs</c> with <paramref name="args"/> (what follows <c>certs</c>).</summary>
+    /// <returns>0 when the PKI was created (or help shown), 1 when it could not be written, 2 for a usage error.</returns>
     public static int Run(string[] args, TextWriter output, TextWriter error)
     {
         ArgumentNullException.ThrowIfNull(args);
         ArgumentNullException.ThrowIfNull(output);
         ArgumentNullException.ThrowIfNull(error);
-        if (args.Length == 0 || args[0] != "init")
-        {
-            error.WriteLine(Usage);
-            return 2;
-        }
 
-        string? directory = null;
-        var clients = new List<ClientIdentity>();
-        var names = new List<string>();
-        var force = false;
-        for (var i = 1; i < args.Length; i++)
+        var directory = CertsInitOptions.Directory("Directory to create (0700); keys are written 0600");
+        directory.Required = true;
+        var clients = CertsInitOptions.Clients();
+        clients.Description += $" [default: admin:{Roles.Admin}, alice:{Roles.User}, bob:{Roles.User}]";
+        var serverNames = CertsInitOptions.ServerNames();
+        var force = CertsInitOptions.Force("Replace an existing PKI in DIR");
+        var init = new Command("init", "Create a development PKI: a CA, a server certificate and client certificates") { directory, clients, serverNames, force };
+        init.SetAction(parseResult => Init(
+            parseResult.GetRequiredValue(directory)!,
+            parseResult.GetRequiredValue(clients),
+            parseResult.GetRequiredValue(serverNames),
+            parseResult.GetValue(force),
+            output,
+            error));
+        var root = new Command(Name) { new Command("certs", "Manage the development PKI") { init } };
+        root.Options.Add(new HelpOption { Recursive = true });
+
+        var parseResult = root.Parse(["certs", .. args]);
+        if (parseResult.Errors.Count > 0 && parseResult.Action is ParseErrorAction or null)
         {
-            var value = i + 1 < args.Length ? args[i + 1] : null;
-            switch (args[i])
+            var verb = string.Join(' ', Names(parseResult.CommandResult));
+            foreach (var problem in parseResult.Errors)
             {
-                case "--dir" when value is not null:
-                    directory = value;
-                    i++;
-                    break;
-                case "--client" when value is not null:
-                    var parts = value.Split(':');
-                    var problem = parts.Length == 2 ? ClientIdentity.Validate(parts[0], parts[1]) : $"'{value}' is not USER:ROLE";
-                    if (problem is not null)
-                    {
-                        error.WriteLine($"certs init: --client: {problem}");
-                        return 2;
-                    }
-
-                    clients.Add(new ClientIdentity(parts[0], parts[1]));
-                    i++;
-                    break;
-                case "--server-name" when value is not null:
-                    names.Add(value);
-                    i++;
-                    break;
-                case "--force":
-                    force = true;
-                    break;
-                default:
-                    error.WriteLine($"certs init: unexpected '{args[i]}'");
-                    error.WriteLine(Usage);
-                    return 2;
+                error.WriteLine($"{verb}: {problem.Message}");
             }
-        }
 
-        if (directory is null)
-        {
-            error.WriteLine("certs init: --dir is required");
+            error.WriteLine($"Run '{verb} --help' for usage.");
             return 2;
         }
 
-        if (clients.Count == 0)
+        return parseResult.Invoke(new InvocationConfiguration { Output = output, Error = error, EnableDefaultExceptionHandler = false });
+    }
+
+    private static IEnumerable<string> Names(System.CommandLine.Parsing.CommandResult? result)
+        => result is null ? [] : Names(result.Parent as System.CommandLine.Parsing.CommandResult).Append(result.Command.Name);
+
+    private static int Init(string directory, ClientIdentity[] clients, string[] serverNames, bool force, TextWriter output, TextWriter error)
+    {
+        if (clients.Length == 0)
         {
-            clients.AddRange([new("admin", Roles.Admin), new("alice", Roles.User), new("bob", Roles.User)]);
+            clients = [new("admin", Roles.Admin), new("alice", Roles.User), new("bob", Roles.User)];
         }
 
         try
         {
-            var layout = DevPki.Create(directory, clients, new DevPkiOptions { ServerNames = names, Overwrite = force });
+            var layout = DevPki.Create(directory, clients, new DevPkiOptions { ServerNames = serverNames, Overwrite = force });
             output.WriteLine($"created a development PKI in {layout.Directory}:");
             output.WriteLine($"  CA:     {layout.CaCertificate}  (key {layout.CaKey})");
             output.WriteLine($"  server: {layout.ServerCertificate}  (key {layout.ServerKey})");
@@ -93,7 +80,7 @@ public static class CertsCommand
         }
         catch (Exception e) when (e is PkiException or ArgumentException or IOException or UnauthorizedAccessException)
         {
-            error.WriteLine($"certs init: {e.Message}");
+            error.WriteLine($"{Name} certs init: {e.Message}");
             return 1;
         }
     }

@@ -16,4 +16,13 @@ public sealed class StartupException : Exception
         : base(message, innerException)
     {
     }
+
+    /// <summary>Settings that failed validation: one line for one problem, otherwise one indented line each.</summary>
+    public static StartupException InvalidConfiguration(IReadOnlyCollection<string> errors)
+    {
+        ArgumentNullException.ThrowIfNull(errors);
+        return new StartupException(errors.Count == 1
+            ? "invalid configuration: " + errors.First()
+            : "invalid configuration:\n  " + string.Join("\n  ", errors));
+    }
 }
