@@ -11,14 +11,23 @@ using JobWorker.Protocol.V1;
 using JobWorker.Server.Diagnostics;
 using JobWorker.Server.Hosting;
 using JobWorker.Server.Tests.Infrastructure;
+using Microsoft.AspNetCore.Hosting;
 using OpenTelemetry.Trace;
 
 namespace JobWorker.Server.Tests;
 
 /// <summary>
+/// The telemetry tests run alone: OpenTelemetry picks meters by name from the whole process, so another server
+/// running in parallel in this process would report into the same <c>jobworker_*</c> series.
+/// </summary>
+[CollectionDefinition(nameof(TelemetryGroup), DisableParallelization = true)]
+public sealed class TelemetryGroup;
+
+/// <summary>
 /// OpenTelemetry on a real server: the Prometheus scrape endpoint (the server's own series with their values, the
 /// runtime and Kestrel series, loopback only and never on the TLS port) and the StartJob/StopJob spans.
 /// </summary>
+[Collection(nameof(TelemetryGroup))]
 public sealed class TelemetryTests
 {
     private static readonly Dictionary<string, string?> MetricsOn = new() { ["JobWorker:MetricsListen"] = "127.0.0.1:0" };
@@ -183,6 +192,41 @@ public sealed class TelemetryTests
         Assert.Equal(ActivityStatusCode.Error, failedPhase.Status);
     }
 
+    [Theory(Timeout = 60_000)]
+    [InlineData(false)]
+    [InlineData(true)]
+    public async Task Otlp_HttpProtobufEndpoint_ReceivesTracesAndMetrics(bool standardVariable)
+    {
+        await using var collector = await OtlpReceiver.StartAsync();
+        var settings = new Dictionary<string, string?>
+        {
+            // The exporters read these from the configuration, as they would from the environment.
+            ["OTEL_BSP_SCHEDULE_DELAY"] = "100",
+            ["OTEL_METRIC_EXPORT_INTERVAL"] = "200",
+        };
+        if (standardVariable)
+        {
+            settings["OTEL_EXPORTER_OTLP_ENDPOINT"] = collector.Address.ToString();
+            settings["OTEL_EXPORTER_OTLP_PROTOCOL"] = "http/protobuf";
+        }
+        else
+        {
+            settings["JobWorker:Telemetry:OtlpEndpoint"] = collector.Address.ToString();
+            settings["JobWorker:Telemetry:OtlpProtocol"] = "http/protobuf";
+        }
+
+        await using var server = await TestServer.StartAsync(settings, Token);
+        var job = await server.StartTestProcessAsync(TestServer.Alice, "exit", "0");
+
+        // OTLP payloads are protobuf; names and ids are plain UTF-8 strings inside them.
+        var traces = await collector.WaitForAsync("/v1/traces", job.JobId);
+        Assert.Equal("application/x-protobuf", traces.ContentType);
+        Assert.Contains(ServerTelemetry.StartJobActivityName, traces.Text, StringComparison.Ordinal);
+        Assert.Contains(JobTracing.StartActivityName, traces.Text, StringComparison.Ordinal);
+        var metrics = await collector.WaitForAsync("/v1/metrics", "jobworker.jobs.started");
+        Assert.Contains(ServerTelemetry.ServiceName, metrics.Text, StringComparison.Ordinal);
+    }
+
     private static Metadata TraceParent(ActivityTraceId traceId)
         => new() { { "traceparent", $"00-{traceId}-{ActivitySpanId.CreateRandom()}-01" } };
 
@@ -251,6 +295,64 @@ public sealed class TelemetryTests
         response.EnsureSuccessStatusCode();
         var text = await response.Content.ReadAsStringAsync(Token);
         return new Scrape(text);
+    }
+
+    /// <summary>An OTLP/HTTP receiver on loopback: keeps every export request's path, content type and body.</summary>
+    private sealed class OtlpReceiver : IAsyncDisposable
+    {
+        private readonly WebApplication _app;
+        private readonly List<(string Path, string? ContentType, string Text)> _requests = [];
+
+        private OtlpReceiver(WebApplication app) => _app = app;
+
+        public Uri Address { get; private set; } = null!;
+
+        public static async Task<OtlpReceiver> StartAsync()
+        {
+            var builder = WebApplication.CreateSlimBuilder();
+            builder.WebHost.UseKestrel(kestrel => kestrel.Listen(IPAddress.Loopback, 0));
+            builder.Logging.ClearProviders();
+            var receiver = new OtlpReceiver(builder.Build());
+            receiver._app.MapPost("/v1/{signal}", async context =>
+            {
+                using var body = new MemoryStream();
+                await context.Request.Body.CopyToAsync(body, context.RequestAborted);
+                lock (receiver._requests)
+                {
+                    receiver._requests.Add((context.Request.Path, context.Request.ContentType, System.Text.Encoding.UTF8.GetString(body.ToArray())));
+                }
+
+                // An empty Export*ServiceResponse: everything accepted.
+                context.Response.ContentType = "application/x-protobuf";
+            });
+            await receiver._app.StartAsync(Token);
+            receiver.Address = new Uri(receiver._app.Urls.First());
+            return receiver;
+        }
+
+        public async Task<(string? ContentType, string Text)> WaitForAsync(string path, string content)
+        {
+            var deadline = DateTime.UtcNow.AddSeconds(30);
+            while (true)
+            {
+                lock (_requests)
+                {
+                    foreach (var request in _requests)
+                    {
+                        if (request.Path == path && request.Text.Contains(content, StringComparison.Ordinal))
+                        {
+                            return (request.ContentType, request.Text);
+                        }
+                    }
+
+                    Assert.True(DateTime.UtcNow < deadline, $"no {path} export with '{content}'; received: {string.Join(", ", _requests.Select(r => r.Path))}");
+                }
+
+                await Task.Delay(50, Token);
+            }
+        }
+
+        public async ValueTask DisposeAsync() => await _app.DisposeAsync();
     }
 
     /// <summary>The Prometheus text exposition format, read line by line: <c># TYPE name type</c> and <c>name{labels} value [timestamp]</c>.</summary>

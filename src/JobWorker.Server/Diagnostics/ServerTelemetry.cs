@@ -12,6 +12,7 @@ namespace JobWorker.Server.Diagnostics;
 /// OpenTelemetry for the server: the <see cref="ServerMetrics"/> meter, the runtime and ASP.NET Core/Kestrel meters,
 /// the Prometheus scrape endpoint on <see cref="ServerOptions.MetricsListen"/>, and OTLP export of metrics and traces
 /// when an OTLP endpoint is configured. With neither, nothing is registered and no span is ever created.
+/// OpenTelemetry selects meters by name across the process: one server per process, or their series mix.
 /// </summary>
 public static class ServerTelemetry
 {
