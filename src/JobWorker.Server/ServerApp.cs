@@ -73,6 +73,7 @@ public static class ServerApp
         var options = BindOptions(builder.Configuration);
         var (quotas, retention, disk) = BindQuotaOptions(builder.Configuration);
         var rateLimits = BindRateLimits(builder.Configuration);
+        var telemetry = BindTelemetry(builder.Configuration);
         var limits = BindLimits(builder.Configuration, options);
         var ca = LoadCa(options);
         var serverCertificate = LoadServerCertificate(options, ca);
@@ -87,6 +88,8 @@ public static class ServerApp
         services.AddSingleton(limits);
         services.AddSingleton(new JobLimitPolicy(limits));
         services.AddSingleton<ServerMetrics>();
+        services.AddSingleton(telemetry);
+        services.AddJobWorkerTelemetry(options, telemetry, builder.Configuration);
         services.AddSingleton(new RequestValidator(options));
         services.AddSingleton(new StartRequestRegistry(options));
         services.AddSingleton(quotas);
@@ -152,19 +155,16 @@ public static class ServerApp
         ListenerBinding.NameBindFailures(services, Listeners(options));
         var app = builder.Build();
         app.Lifetime.ApplicationStarted.Register(startupLog.Started);
+        if (!string.IsNullOrEmpty(options.MetricsListen))
+        {
+            app.UseJobWorkerPrometheusEndpoint();
+        }
+
         // After routing (added first by WebApplication): the limiter needs the endpoint to know the method's policy.
         app.UseRateLimiter();
         app.MapGrpcService<JobWorkerService>();
         app.MapGrpcHealthChecksService();
         app.MapGrpcReflectionService();
-        if (!string.IsNullOrEmpty(options.MetricsListen))
-        {
-            // Served only on the plain-HTTP metrics listener: every request on the gRPC port is HTTPS.
-            app.MapGet("/metrics", (HttpContext http, ServerMetrics metrics) => http.Request.IsHttps
-                ? Results.NotFound()
-                : Results.Text(PrometheusText.Format(metrics), PrometheusText.ContentType));
-        }
-
         app.Lifetime.ApplicationStarted.Register(() => LogStarted(app, options));
         return app;
     }
@@ -230,6 +230,22 @@ public static class ServerApp
         try
         {
             options = configuration.GetSection(RateLimitOptions.Section).Get<RateLimitOptions>() ?? new RateLimitOptions();
+        }
+        catch (InvalidOperationException e)
+        {
+            throw new StartupException($"invalid configuration: {e.Message}{(e.InnerException is { } inner ? " " + inner.Message : "")}", e);
+        }
+
+        var errors = options.Validate();
+        return errors.Count == 0 ? options : throw StartupException.InvalidConfiguration(errors);
+    }
+
+    private static TelemetryOptions BindTelemetry(ConfigurationManager configuration)
+    {
+        TelemetryOptions options;
+        try
+        {
+            options = configuration.GetSection(TelemetryOptions.Section).Get<TelemetryOptions>() ?? new TelemetryOptions();
         }
         catch (InvalidOperationException e)
         {

@@ -204,8 +204,11 @@ public sealed partial class ShutdownTests
         using var http = new HttpClient();
         var text = await http.GetStringAsync($"http://{MetricsLine().Match(metricsLine).Groups[1].Value}/metrics", Token);
 
-        Assert.Contains("jobworker_jobs_started_total 1", text, StringComparison.Ordinal);
+        Assert.Matches(@"(?m)^jobworker_jobs_started_total\{[^}]*\} 1$", text);
         Assert.Contains("# TYPE jobworker_streams_active gauge", text, StringComparison.Ordinal);
+        // The runtime's and Kestrel's meters, exported by the OpenTelemetry libraries shipped with the binary.
+        Assert.Contains("# TYPE dotnet_gc_collections_total counter", text, StringComparison.Ordinal);
+        Assert.Contains("# TYPE kestrel_tls_handshake_duration_seconds histogram", text, StringComparison.Ordinal);
         process.Kill();
         await process.WaitForExitAsync(Token);
     }

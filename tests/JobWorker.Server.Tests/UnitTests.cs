@@ -12,7 +12,7 @@ using JobWorker.Server.Services;
 
 namespace JobWorker.Server.Tests;
 
-/// <summary>Small components on their own: request validation, unknown fields, addresses, the status mapping, metrics text.</summary>
+/// <summary>Small components on their own: request validation, unknown fields, addresses, the status mapping, the metrics meter.</summary>
 public sealed class UnitTests
 {
     private readonly RequestValidator _validator = new(new ServerOptions { MaxArguments = 4, MaxArgumentBytes = 200, MaxEnvironmentVariables = 2 });
@@ -279,25 +279,6 @@ public sealed class UnitTests
         EndedAt = DateTimeOffset.UnixEpoch,
         LogBytes = logBytes,
     };
-
-    [Fact]
-    public void PrometheusText_Counters_Formatted()
-    {
-        using var services = new ServiceCollection().AddMetrics().BuildServiceProvider();
-        var metrics = new ServerMetrics(services.GetRequiredService<IMeterFactory>());
-        metrics.JobStarted();
-        metrics.JobStarted();
-        metrics.JobEnded();
-        metrics.BytesStreamed(1234);
-        metrics.Error(StatusCode.NotFound);
-
-        var text = PrometheusText.Format(metrics);
-
-        Assert.Contains("# TYPE jobworker_jobs_started_total counter\njobworker_jobs_started_total 2\n", text, StringComparison.Ordinal);
-        Assert.Contains("jobworker_jobs_running 1\n", text, StringComparison.Ordinal);
-        Assert.Contains("jobworker_stream_bytes_total 1234\n", text, StringComparison.Ordinal);
-        Assert.Contains("jobworker_rpc_errors_total{code=\"NotFound\"} 1\n", text, StringComparison.Ordinal);
-    }
 
     [Fact]
     public void ServerMetrics_Meter_PublishesJobWorkerInstruments()

@@ -1,6 +1,8 @@
 using System.Collections.Concurrent;
+using System.Diagnostics;
 using System.Diagnostics.CodeAnalysis;
 using JobWorker.Core.Cgroups;
+using JobWorker.Core.Diagnostics;
 using JobWorker.Core.Output;
 using JobWorker.Core.Processes;
 using JobWorker.Core.State;
@@ -240,6 +242,28 @@ public sealed class JobRunner : IAsyncDisposable
     /// <exception cref="ObjectDisposedException">The runner is disposed.</exception>
     public Job Start(JobSpec spec, string? requestId = null, string? requestFingerprint = null)
     {
+        // StartActivity is null when nobody listens: then the start costs one check per phase.
+        using var activity = JobTracing.Source.StartActivity(JobTracing.StartActivityName);
+        activity?.SetTag(JobTracing.OwnerTag, spec?.Owner);
+        var phase = JobTracing.NextPhase(null, "prepare");
+        try
+        {
+            var job = StartPhases(spec!, requestId, requestFingerprint, ref phase);
+            activity?.SetTag(JobTracing.JobIdTag, job.Id.ToString("D"));
+            return job;
+        }
+        catch (Exception ex) when (JobTracing.Failed(phase, ex) || JobTracing.Failed(activity, ex))
+        {
+            throw;
+        }
+        finally
+        {
+            phase?.Dispose();
+        }
+    }
+
+    private Job StartPhases(JobSpec spec, string? requestId, string? requestFingerprint, ref Activity? phase)
+    {
         ObjectDisposedException.ThrowIf(Volatile.Read(ref _disposed) != 0, this);
         JobSpecValidator.Validate(spec);
         CheckDescriptorReserve();
@@ -278,6 +302,7 @@ public sealed class JobRunner : IAsyncDisposable
 
         // The record comes first: a cgroup or process of ours never exists without one, so a restarted server
         // knows what is its own, and never touches anything else.
+        phase = JobTracing.NextPhase(phase, "record");
         var record = new JobRecord { Id = id, Spec = spec with { Isolation = isolation }, RequestId = requestId, RequestFingerprint = requestFingerprint, CreatedAt = DateTimeOffset.UtcNow };
         try
         {
@@ -294,6 +319,7 @@ public sealed class JobRunner : IAsyncDisposable
         SafeFileHandle? shimPidfd = null;
         try
         {
+            phase = JobTracing.NextPhase(phase, "cgroup");
             try
             {
                 var directory = _tree.CreateJobDirectory(spec.Owner, id.ToString("N"), _userPlans.For(spec.Owner));
@@ -304,6 +330,7 @@ public sealed class JobRunner : IAsyncDisposable
                 throw new JobStartException(JobStartFailure.CgroupError, $"Cannot create the job's cgroup: {ex.Message}", ex.HResult, ex);
             }
 
+            phase = JobTracing.NextPhase(phase, "spawn");
             var request = new SpawnRequest
             {
                 ExecPaths = candidates,
@@ -334,13 +361,16 @@ public sealed class JobRunner : IAsyncDisposable
             // started ahead (the pool) saves the start its exec; without one, it is started now.
             var shimArgv = ShimLaunch.Argv(request, Store.JobDirectory(id), group.Job.Path, Options.LogSizeLimitBytes, Options.OutputEofTimeout);
             Interop.Spawn.ShimReport report;
+            var pooledSupervisor = true;
             if (_supervisors?.TryLaunch(group.Shim.Path, shimArgv, request.Environment) is not { } pooled
                 || !SupervisorPool.TryHandOver(pooled, out report, out shimPidfd))
             {
+                pooledSupervisor = false;
                 (shimPidfd, reportRead) = StartSupervisor(group, shimPath, shimArgv, request.Environment);
                 report = ShimLaunch.ReadReport(reportRead);
             }
 
+            phase?.SetTag(JobTracing.PooledSupervisorTag, pooledSupervisor);
             if (report.Step != 0)
             {
                 // The supervisor exits right after a failed report: reap it so no zombie stays behind.

@@ -6,8 +6,9 @@ namespace JobWorker.Server.Diagnostics;
 
 /// <summary>
 /// The server's counters, published as the <c>System.Diagnostics.Metrics</c> meter <c>JobWorker</c> (watch with
-/// <c>dotnet-counters monitor -n JobWorker.Server --counters JobWorker</c>) and as Prometheus text on the
-/// optional metrics port. The values live here in plain fields so both views read the same numbers.
+/// <c>dotnet-counters monitor -n JobWorker.Server --counters JobWorker</c>); OpenTelemetry exports the meter to
+/// Prometheus and OTLP (<see cref="ServerTelemetry"/>). The values live here in plain fields, read by the
+/// observable instruments and by the tests.
 /// </summary>
 public sealed class ServerMetrics
 {

@@ -1,5 +1,7 @@
+using System.Diagnostics;
 using Google.Protobuf;
 using Grpc.Core;
+using JobWorker.Core.Diagnostics;
 using JobWorker.Core.Jobs;
 using JobWorker.Pki;
 using JobWorker.Protocol.V1;
@@ -40,15 +42,43 @@ public sealed class JobWorkerService : Proto.JobWorker.JobWorkerBase
     [EnableRateLimiting(RateLimits.StartJobPolicy)]
     public override async Task<StartJobResponse> StartJob(StartJobRequest request, ServerCallContext context)
     {
-        var caller = CallerIdentity.Get(context);
-        if (!AuthorizationPolicy.IsAllowed(caller, JobOperation.Start, jobOwner: null))
+        // Null when nobody listens (no OTLP endpoint): then tracing costs one check per span.
+        using var activity = ServerTelemetry.Source.StartActivity(ServerTelemetry.StartJobActivityName);
+        try
         {
-            throw new RpcException(new Status(StatusCode.PermissionDenied, $"role '{caller.Role}' may not start jobs"));
+            return await StartJob(request, context, activity);
+        }
+        catch (Exception e) when (ServerTelemetry.Failed(activity, e))
+        {
+            throw;
+        }
+    }
+
+    private async Task<StartJobResponse> StartJob(StartJobRequest request, ServerCallContext context, Activity? activity)
+    {
+        var caller = CallerIdentity.Get(context);
+        activity?.SetTag(ServerTelemetry.UserTag, caller.User);
+        JobSpec spec;
+        string? requestId;
+        using (var validate = ServerTelemetry.Source.StartActivity(ServerTelemetry.ValidateActivityName))
+        {
+            try
+            {
+                if (!AuthorizationPolicy.IsAllowed(caller, JobOperation.Start, jobOwner: null))
+                {
+                    throw new RpcException(new Status(StatusCode.PermissionDenied, $"role '{caller.Role}' may not start jobs"));
+                }
+
+                // The limits after the caller's defaults are what the job runs with, what is recorded and what GetJob reports.
+                spec = _limits.Apply(_validator.ToSpec(request, caller.User), caller);
+                requestId = RequestValidator.ParseRequestId(request.RequestId);
+            }
+            catch (Exception e) when (ServerTelemetry.Failed(validate, e))
+            {
+                throw;
+            }
         }
 
-        // The limits after the caller's defaults are what the job runs with, what is recorded and what GetJob reports.
-        var spec = _limits.Apply(_validator.ToSpec(request, caller.User), caller);
-        var requestId = RequestValidator.ParseRequestId(request.RequestId);
         // The call's token is cancelled when the client goes away or its deadline passes: checked up to the spawn.
         var cancellationToken = context.CancellationToken;
         Job job;
@@ -60,6 +90,7 @@ public sealed class JobWorkerService : Proto.JobWorker.JobWorkerBase
         {
             var (started, repeated) = await _requests.StartOnceAsync(caller.User, requestId, request, fingerprint => _host.Start(spec, caller, (requestId, fingerprint), cancellationToken), cancellationToken);
             job = started;
+            activity?.SetTag(ServerTelemetry.RepeatedTag, repeated);
             if (repeated)
             {
                 if (!_host.Runner.TryGetJob(job.Id, out _))
@@ -72,6 +103,7 @@ public sealed class JobWorkerService : Proto.JobWorker.JobWorkerBase
             }
         }
 
+        activity?.SetTag(JobTracing.JobIdTag, RequestValidator.FormatJobId(job.Id));
         var status = job.Status;
         Log.JobStarted(_logger, caller.User, job.Id, spec.Command, status.Pid);
         return new StartJobResponse { Job = StatusMapper.ToProto(job, status) };
@@ -79,12 +111,23 @@ public sealed class JobWorkerService : Proto.JobWorker.JobWorkerBase
 
     public override async Task<StopJobResponse> StopJob(StopJobRequest request, ServerCallContext context)
     {
-        var caller = CallerIdentity.Get(context);
-        var job = FindJob(caller, request.JobId, JobOperation.Stop);
-        var grace = _validator.ToGrace(request.Grace);
-        var status = await job.StopAsync(grace, context.CancellationToken);
-        Log.JobStopped(_logger, caller.User, job.Id, status.State.ToString());
-        return new StopJobResponse { Job = StatusMapper.ToProto(job, status) };
+        using var activity = ServerTelemetry.Source.StartActivity(ServerTelemetry.StopJobActivityName);
+        try
+        {
+            var caller = CallerIdentity.Get(context);
+            activity?.SetTag(ServerTelemetry.UserTag, caller.User);
+            activity?.SetTag(JobTracing.JobIdTag, request.JobId);
+            var job = FindJob(caller, request.JobId, JobOperation.Stop);
+            var grace = _validator.ToGrace(request.Grace);
+            var status = await job.StopAsync(grace, context.CancellationToken);
+            activity?.SetTag(ServerTelemetry.StateTag, status.State.ToString());
+            Log.JobStopped(_logger, caller.User, job.Id, status.State.ToString());
+            return new StopJobResponse { Job = StatusMapper.ToProto(job, status) };
+        }
+        catch (Exception e) when (ServerTelemetry.Failed(activity, e))
+        {
+            throw;
+        }
     }
 
     public override Task<GetJobResponse> GetJob(GetJobRequest request, ServerCallContext context)

@@ -69,7 +69,16 @@ internal sealed class TestServer : IAsyncDisposable
     /// <param name="settings">Configuration over the test defaults.</param>
     /// <param name="prepareState">Called with the state directory before the server starts (to leave records in it).</param>
     /// <param name="cancellationToken">Cancels the start.</param>
-    public static async Task<TestServer> StartAsync(IDictionary<string, string?>? settings, Action<string>? prepareState, CancellationToken cancellationToken = default)
+    public static Task<TestServer> StartAsync(IDictionary<string, string?>? settings, Action<string>? prepareState, CancellationToken cancellationToken = default)
+        => StartAsync(settings, prepareState, configureServices: null, cancellationToken);
+
+    /// <param name="settings">Configuration over the test defaults.</param>
+    /// <param name="configureServices">Adds services before the server's own (an in-memory trace exporter).</param>
+    /// <param name="cancellationToken">Cancels the start.</param>
+    public static Task<TestServer> StartWithServicesAsync(IDictionary<string, string?>? settings, Action<IServiceCollection> configureServices, CancellationToken cancellationToken = default)
+        => StartAsync(settings, prepareState: null, configureServices, cancellationToken);
+
+    private static async Task<TestServer> StartAsync(IDictionary<string, string?>? settings, Action<string>? prepareState, Action<IServiceCollection>? configureServices, CancellationToken cancellationToken)
     {
         var suffix = Guid.NewGuid().ToString("N")[..12];
         var directory = Path.Combine(Path.GetTempPath(), "jobworker-srvtest-" + suffix);
@@ -112,6 +121,7 @@ internal sealed class TestServer : IAsyncDisposable
                 builder.Configuration.AddInMemoryCollection(config);
                 builder.Logging.ClearProviders();
                 builder.Logging.AddProvider(logs);
+                configureServices?.Invoke(builder.Services);
             });
             await app.StartAsync(cancellationToken);
             return new TestServer(directory, pki, cgroupRoot, app, logs);
