@@ -48,10 +48,19 @@ public static class RevocationList
         return hex.Length == 0 ? "0" : hex;
     }
 
-    /// <summary>The text form of <see cref="NormalizeSerial(ReadOnlySpan{byte})"/>; null when <paramref name="text"/> is not hexadecimal.</summary>
+    /// <summary>
+    /// The text form of <see cref="NormalizeSerial(ReadOnlySpan{byte})"/>: hexadecimal, with or without colons and
+    /// spaces, optionally after <c>serial=</c> (what <c>openssl x509 -noout -serial</c> prints). Null when it is not that.
+    /// </summary>
     public static string? NormalizeSerial(string text)
     {
         ArgumentNullException.ThrowIfNull(text);
+        text = text.Trim();
+        if (text.StartsWith("serial=", StringComparison.OrdinalIgnoreCase))
+        {
+            text = text["serial=".Length..];
+        }
+
         var builder = new StringBuilder(text.Length);
         foreach (var c in text)
         {

@@ -57,6 +57,7 @@ public sealed class RevocationListTests
     [InlineData("a1b2", "A1B2")]
     [InlineData(" 0A 1b ", "A1B")]
     [InlineData("00", "0")]
+    [InlineData("serial=0A1B", "A1B")]
     [InlineData("xyz", null)]
     [InlineData("", null)]
     public void NormalizeSerial_Text_UpperCaseWithoutSeparatorsOrLeadingZeros(string text, string? expected)
