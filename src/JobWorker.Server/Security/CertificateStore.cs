@@ -38,7 +38,7 @@ public sealed class CertificateStore
     public DenyList DenyList => Volatile.Read(ref _denyList);
 
     /// <summary>The files this store reads (for the watcher).</summary>
-    public IEnumerable<string> Files => new[] { _options.CaCertificate, _options.ServerCertificate, _options.ServerKey, _tls.RevokedSerialsFile, _tls.RevocationListFile }
+    public IEnumerable<string> Files => new[] { _options.CaCertificate, _options.ServerCertificate, _options.ServerKey }.Concat(DenyFiles(_tls))
         .Where(f => !string.IsNullOrEmpty(f));
 
     /// <summary>Loads every file once, at start-up.</summary>
@@ -92,7 +92,7 @@ public sealed class CertificateStore
                 var list = ParseDenyList(_tls, deny, ca);
                 Volatile.Write(ref _denyList, list);
                 _refusedDenyList = null;
-                Log.DenyListReloaded(logger, list.Count, string.Join(", ", Files.Skip(3)));
+                Log.DenyListReloaded(logger, list.Count, string.Join(", ", DenyFiles(_tls)));
                 foreach (var warning in list.Warnings)
                 {
                     Log.ConfigurationWarning(logger, warning);
@@ -140,9 +140,11 @@ public sealed class CertificateStore
     private static FileSet ReadIdentityFiles(ServerOptions options)
         => Read([options.CaCertificate, options.ServerCertificate, options.ServerKey], []);
 
+    private static IEnumerable<string> DenyFiles(TlsOptions tls)
+        => new[] { tls.RevokedSerialsFile, tls.RevocationListFile }.Where(f => !string.IsNullOrEmpty(f));
+
     // The CA is part of the list's identity: a CRL is verified against it, so a new CA means a new check.
-    private static FileSet ReadDenyFiles(TlsOptions tls, X509Certificate2 ca)
-        => Read(new[] { tls.RevokedSerialsFile, tls.RevocationListFile }.Where(f => !string.IsNullOrEmpty(f)), ca.RawDataMemory.Span);
+    private static FileSet ReadDenyFiles(TlsOptions tls, X509Certificate2 ca) => Read(DenyFiles(tls), ca.RawDataMemory.Span);
 
     private static TlsMaterial ParseIdentity(ServerOptions options, FileSet files)
     {
