@@ -133,16 +133,8 @@ public sealed class CertificateReloadTests : IDisposable
         var written = DateTime.UtcNow;
         File.Move(revoked + ".new", revoked, overwrite: true);
 
-        var ended = await Assert.ThrowsAsync<RpcException>(async () =>
-        {
-            while (await aliceFollow.ResponseStream.MoveNext(Token))
-            {
-            }
-        });
-        var took = DateTime.UtcNow - written;
         // The documented bound: ReloadCheckInterval plus reading the files (the directory watch is usually faster).
-        Assert.True(took < interval + TimeSpan.FromSeconds(3), $"the revoked client's stream ended only after {took}");
-        Assert.NotEqual(StatusCode.OK, ended.StatusCode);
+        await AssertStreamCutAsync(aliceFollow, written, interval + TimeSpan.FromSeconds(3));
         var closed = await WaitForLogAsync(server, e => e.EventId.Id == RevokedClosedEvent);
         Assert.Contains("of alice", closed.Message, StringComparison.Ordinal);
         Assert.Contains(aliceCertificate.SerialNumber.TrimStart('0'), closed.Message, StringComparison.Ordinal);
@@ -157,6 +149,39 @@ public sealed class CertificateReloadTests : IDisposable
         Assert.Equal(JobState.Running, status.Job.State);
         await bob.StopJobAsync(new StopJobRequest { JobId = bobJob.JobId }, cancellationToken: Token);
         await server.Client(TestServer.Admin).StopJobAsync(new StopJobRequest { JobId = aliceJob.JobId }, cancellationToken: Token);
+    }
+
+    [Fact(Timeout = 60_000)]
+    public async Task Revoke_ChangeTheDirectoryWatchCannotSee_AppliedByTheTimerWithinTheInterval()
+    {
+        // The configured path is a symlink into another directory: a file renamed into place there raises no event in
+        // the watched directory, so only the periodic comparison can find it.
+        var watched = Directory.CreateDirectory(Path.Combine(_directory, "watched")).FullName;
+        var target = Directory.CreateDirectory(Path.Combine(_directory, "target")).FullName;
+        var real = Path.Combine(target, "revoked-serials");
+        await File.WriteAllTextAsync(real, "", Token);
+        var configured = Path.Combine(watched, "revoked-serials");
+        File.CreateSymbolicLink(configured, real);
+        var interval = TimeSpan.FromSeconds(1);
+        await using var server = await TestServer.StartAsync(new Dictionary<string, string?>
+        {
+            ["JobWorker:Tls:RevokedSerialsFile"] = configured,
+            ["JobWorker:Tls:ReloadCheckInterval"] = interval.ToString(),
+        }, Token);
+        var bob = server.Client(TestServer.Bob);
+        var job = await server.StartTestProcessAsync(TestServer.Bob, "ticker", "50", "sleep", "60");
+        using var follow = bob.StreamOutput(new StreamOutputRequest { JobId = job.JobId, Follow = true }, cancellationToken: Token);
+        await ReadTicksAsync(follow, 2);
+        using var bobCertificate = server.ClientCertificate(TestServer.Bob);
+
+        await File.WriteAllTextAsync(real + ".new", "serial=" + bobCertificate.SerialNumber + "\n", Token);
+        var written = DateTime.UtcNow;
+        File.Move(real + ".new", real, overwrite: true);
+
+        await AssertStreamCutAsync(follow, written, interval + TimeSpan.FromSeconds(3));
+        await WaitForLogAsync(server, e => e.EventId.Id == RevokedClosedEvent && e.Message.Contains("of bob", StringComparison.Ordinal));
+        await AssertServingAsync(server, TestServer.Alice);
+        await server.Client(TestServer.Admin).StopJobAsync(new StopJobRequest { JobId = job.JobId }, cancellationToken: Token);
     }
 
     [Fact(Timeout = 60_000)]
@@ -212,6 +237,23 @@ public sealed class CertificateReloadTests : IDisposable
         }
 
         return builder.Build(ca.Certificate, BigInteger.One, DateTimeOffset.UtcNow.AddDays(1), HashAlgorithmName.SHA256);
+    }
+
+    /// <summary>Asserts that the server cuts the stream (not the job ending, not this test giving up) within <paramref name="bound"/> of <paramref name="since"/>.</summary>
+    private static async Task AssertStreamCutAsync(AsyncServerStreamingCall<StreamOutputResponse> call, DateTime since, TimeSpan bound)
+    {
+        using var giveUp = CancellationTokenSource.CreateLinkedTokenSource(Token);
+        giveUp.CancelAfter(bound + TimeSpan.FromSeconds(10));
+        var ended = await Assert.ThrowsAsync<RpcException>(async () =>
+        {
+            while (await call.ResponseStream.MoveNext(giveUp.Token))
+            {
+            }
+        });
+        var took = DateTime.UtcNow - since;
+        Assert.True(ended.StatusCode != StatusCode.Cancelled, $"the stream was not cut: still open after {took}");
+        Assert.Contains(ended.StatusCode, new[] { StatusCode.Unavailable, StatusCode.Internal });
+        Assert.True(took < bound, $"the revoked client's stream ended only after {took} (bound {bound})");
     }
 
     private static async Task AssertServingAsync(TestServer server, string user)
