@@ -75,10 +75,8 @@ public static class ServerApp
         var rateLimits = BindRateLimits(builder.Configuration);
         var telemetry = BindTelemetry(builder.Configuration);
         var limits = BindLimits(builder.Configuration, options);
-        var ca = LoadCa(options);
-        var serverCertificate = LoadServerCertificate(options, ca);
-        // Built once: the chain and the key handle are reused by every handshake.
-        var certificateContext = SslStreamCertificateContext.Create(serverCertificate, additionalCertificates: null, offline: true);
+        var tls = BindTls(builder.Configuration);
+        var certificates = LoadCertificates(options, tls);
 
         var services = builder.Services;
         services.AddSingleton(options);
@@ -99,8 +97,12 @@ public static class ServerApp
         services.AddSingleton(new DiskWatermark(disk, options));
         services.AddSingleton<JobRunnerHost>();
         services.AddHostedService(sp => sp.GetRequiredService<JobRunnerHost>());
-        services.AddSingleton(sp => new ClientCertificateValidator(
-            ca, sp.GetRequiredService<ILogger<ClientCertificateValidator>>(), sp.GetRequiredService<ServerMetrics>()));
+        services.AddSingleton(tls);
+        services.AddSingleton(certificates);
+        services.AddSingleton<ConnectionRegistry>();
+        services.AddSingleton<CertificateWatcher>();
+        services.AddHostedService(sp => sp.GetRequiredService<CertificateWatcher>());
+        services.AddSingleton<ClientCertificateValidator>();
         // Registered as a singleton, the interceptor is reused; otherwise grpc-dotnet builds one per call.
         services.AddSingleton<ErrorInterceptor>();
         services.AddGrpc(grpc =>
@@ -128,23 +130,33 @@ public static class ServerApp
             kestrel.Limits.Http2.KeepAlivePingDelay = TimeSpan.FromSeconds(30);
             kestrel.Limits.Http2.KeepAlivePingTimeout = TimeSpan.FromSeconds(20);
             var validator = kestrel.ApplicationServices.GetRequiredService<ClientCertificateValidator>();
+            var connections = kestrel.ApplicationServices.GetRequiredService<ConnectionRegistry>();
             Listen(kestrel, ListenAddress.Parse(options.Listen), listen =>
             {
                 listen.Protocols = HttpProtocols.Http2;
                 // The per-connection callback form lets our validator see the peer address (for the refusal log)
-                // and replaces Kestrel's certificate check entirely; Kestrel still adds ALPN (h2) itself.
+                // and replaces Kestrel's certificate check entirely; Kestrel still adds ALPN (h2) itself. It also
+                // picks up reloaded files: each handshake takes the certificate set current when it starts.
                 listen.UseHttps(new TlsHandshakeCallbackOptions
                 {
                     HandshakeTimeout = TimeSpan.FromSeconds(10),
-                    OnConnection = context => ValueTask.FromResult(new SslServerAuthenticationOptions
+                    OnConnection = context =>
                     {
-                        ServerCertificateContext = certificateContext,
-                        EnabledSslProtocols = SslProtocols.Tls13,
-                        ClientCertificateRequired = true,
-                        CertificateRevocationCheckMode = X509RevocationMode.NoCheck,
-                        RemoteCertificateValidationCallback = validator.CallbackFor(context.Connection.RemoteEndPoint),
-                    }),
+                        var material = certificates.Current;
+                        return ValueTask.FromResult(new SslServerAuthenticationOptions
+                        {
+                            ServerCertificateContext = material.Context,
+                            EnabledSslProtocols = SslProtocols.Tls13,
+                            ClientCertificateRequired = true,
+                            // Revocation is our deny list (CertificateStore), checked by the validator.
+                            CertificateRevocationCheckMode = X509RevocationMode.NoCheck,
+                            RemoteCertificateValidationCallback = validator.CallbackFor(context.Connection.RemoteEndPoint, material.Ca),
+                        });
+                    },
                 });
+                // After the handshake: the connection is registered with its certificate, for revocation and the
+                // per-user connection cap.
+                listen.Use(next => context => connections.OnConnectionAsync(context, next));
             });
             if (!string.IsNullOrEmpty(options.MetricsListen))
             {
@@ -160,6 +172,8 @@ public static class ServerApp
             app.UseJobWorkerPrometheusEndpoint();
         }
 
+        var registry = app.Services.GetRequiredService<ConnectionRegistry>();
+        app.Use((http, next) => registry.TryRefuseCall(http) ? Task.CompletedTask : next(http));
         // After routing (added first by WebApplication): the limiter needs the endpoint to know the method's policy.
         app.UseRateLimiter();
         app.MapGrpcService<JobWorkerService>();
@@ -273,45 +287,32 @@ public static class ServerApp
         return errors.Count == 0 ? limits : throw StartupException.InvalidConfiguration(errors);
     }
 
-    private static X509Certificate2 LoadCa(ServerOptions options)
+    private static TlsOptions BindTls(ConfigurationManager configuration)
     {
+        TlsOptions options;
         try
         {
-            return PemFiles.LoadCertificate(options.CaCertificate);
+            options = configuration.GetSection(TlsOptions.Section).Get<TlsOptions>() ?? new TlsOptions();
         }
-        catch (PkiException e)
+        catch (InvalidOperationException e)
         {
-            throw new StartupException($"{e.Message}. Set JobWorker:CaCertificate (--ca), or create a development PKI with 'JobWorker.Server certs init --dir DIR'.", e);
+            throw new StartupException($"invalid configuration: {e.Message}{(e.InnerException is { } inner ? " " + inner.Message : "")}", e);
         }
+
+        var errors = options.Validate();
+        return errors.Count == 0 ? options : throw StartupException.InvalidConfiguration(errors);
     }
 
-    private static X509Certificate2 LoadServerCertificate(ServerOptions options, X509Certificate2 ca)
+    private static CertificateStore LoadCertificates(ServerOptions options, TlsOptions tls)
     {
-        X509Certificate2 certificate;
         try
         {
-            certificate = PemFiles.LoadCertificateWithKey(options.ServerCertificate, options.ServerKey);
+            return CertificateStore.Load(options, tls);
         }
         catch (PkiException e)
         {
-            throw new StartupException($"{e.Message}. Set JobWorker:ServerCertificate (--cert) and JobWorker:ServerKey (--key).", e);
+            throw new StartupException(e.Message, e);
         }
-
-        var problem = PemFiles.CheckPrivateKeyPermissions(options.ServerKey);
-        if (problem is not null)
-        {
-            throw new StartupException(problem);
-        }
-
-        // A server certificate that clients cannot verify would only fail later, on every client: refuse now.
-        var error = CertificateTrust.Verify(certificate, ca, Oids.ServerAuthentication);
-        if (error is not null)
-        {
-            throw new StartupException($"the server certificate '{options.ServerCertificate}' does not verify against the CA '{options.CaCertificate}' for serverAuth: {error}");
-        }
-
-        // Linux's SslStream works with the ephemeral key CreateFromPemFile returns; no PFX round trip needed.
-        return certificate;
     }
 
     private static List<(ListenAddress Address, string Setting)> Listeners(ServerOptions options)

@@ -147,6 +147,27 @@ public sealed class ListAndLimitsTests : IDisposable
         }
     }
 
+    [Fact(Timeout = 60_000)]
+    public async Task Status_OverTheConnectionCap_Exit1NamingTheCap()
+    {
+        await using var server = new ServerFixture { Settings = { ["RateLimits:User:MaxConnections"] = "1" } };
+        await server.InitializeAsync();
+        // Alice's one connection, held open while the worker tries a second.
+        var alice = Client(server, ServerFixture.Alice);
+        var id = (await alice.StartJobAsync(new StartJobRequest { Command = Tp, Args = { "exit", "0" } }, cancellationToken: Token)).Job.JobId;
+
+        var refused = await server.WorkerAsync(ServerFixture.Alice, "status", id);
+        var bobs = await server.WorkerAsync(ServerFixture.Bob, "status", id);
+
+        WorkerResult.AssertExit(1, refused);
+        Assert.Equal(
+            "worker status: user 'alice' already has 1 connections open, the most allowed (RateLimits:User:MaxConnections); close one (another 'worker' command, such as a 'worker logs -f') or retry in 5 s\n",
+            refused.Stderr);
+        // Bob has a cap of his own (his status of alice's job is NotFound, not refused).
+        Assert.DoesNotContain("connections open", bobs.Stderr, StringComparison.Ordinal);
+        Assert.Contains("not found", bobs.Stderr, StringComparison.Ordinal);
+    }
+
     [Fact(Timeout = 120_000)]
     public async Task Logs_TailBeyondTheServersWindow_NoteOnStderrBytesOnStdout()
     {

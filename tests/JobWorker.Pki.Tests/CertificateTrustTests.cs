@@ -121,4 +121,29 @@ public sealed class CertificateTrustTests
         Assert.False(ClientIdentity.TryRead(cert, out _, out var error));
         Assert.Contains("role 'root'", error, StringComparison.Ordinal);
     }
+
+    [Fact]
+    public void Verify_CaIsAnIntermediateThatIssuedTheClient_RefusedAsPartialChain()
+    {
+        // How step-ca and most production CAs work by default: a root signs an intermediate, which signs the leaves.
+        // The trust anchor must be self-signed: configuring the intermediate alone is refused (docs/operations.md
+        // shows a single-level setup instead).
+        using var rootKey = ECDsa.Create(ECCurve.NamedCurves.nistP256);
+        var rootRequest = new CertificateRequest("CN=Root, O=JobWorker", rootKey, HashAlgorithmName.SHA256);
+        rootRequest.CertificateExtensions.Add(X509BasicConstraintsExtension.CreateForCertificateAuthority(1));
+        rootRequest.CertificateExtensions.Add(new X509KeyUsageExtension(X509KeyUsageFlags.KeyCertSign | X509KeyUsageFlags.CrlSign, true));
+        rootRequest.CertificateExtensions.Add(new X509SubjectKeyIdentifierExtension(rootRequest.PublicKey, false));
+        using var root = rootRequest.CreateSelfSigned(DateTimeOffset.UtcNow.AddDays(-1), DateTimeOffset.UtcNow.AddDays(30));
+        using var intermediateKey = ECDsa.Create(ECCurve.NamedCurves.nistP256);
+        var intermediateRequest = new CertificateRequest("CN=Intermediate, O=JobWorker", intermediateKey, HashAlgorithmName.SHA256);
+        intermediateRequest.CertificateExtensions.Add(X509BasicConstraintsExtension.CreateForCertificateAuthority(0));
+        intermediateRequest.CertificateExtensions.Add(new X509KeyUsageExtension(X509KeyUsageFlags.KeyCertSign | X509KeyUsageFlags.CrlSign, true));
+        intermediateRequest.CertificateExtensions.Add(new X509SubjectKeyIdentifierExtension(intermediateRequest.PublicKey, false));
+        intermediateRequest.CertificateExtensions.Add(X509AuthorityKeyIdentifierExtension.CreateFromCertificate(root, true, false));
+        using var signed = intermediateRequest.Create(root, DateTimeOffset.UtcNow.AddHours(-1), DateTimeOffset.UtcNow.AddDays(20), [7, 7]);
+        using var intermediate = CertificateAuthority.FromCertificate(signed.CopyWithPrivateKey(intermediateKey));
+        using var cert = intermediate.IssueClient(Alice);
+
+        Assert.StartsWith("PartialChain", CertificateTrust.Verify(cert, intermediate.Certificate, Oids.ClientAuthentication), StringComparison.Ordinal);
+    }
 }

@@ -88,6 +88,67 @@ public sealed class RateLimitTests
         await alice.StopJobAsync(new StopJobRequest { JobId = job.JobId }, cancellationToken: Token);
     }
 
+    [Fact(Timeout = 60_000)]
+    public async Task Connections_OverTheUsersCap_CallsAnswerResourceExhaustedWithRetryAfterUntilOneCloses()
+    {
+        await using var server = await TestServer.StartAsync(new Dictionary<string, string?>
+        {
+            ["RateLimits:User:MaxConnections"] = "2",
+            ["RateLimits:Admin:MaxConnections"] = "3",
+        }, Token);
+        // Each channel is one connection (the test channels do not open a second one).
+        var first = server.Channel(server.ClientCertificate(TestServer.Alice));
+        var second = server.Channel(server.ClientCertificate(TestServer.Alice));
+        await CheckAsync(first);
+        await CheckAsync(second);
+
+        var refused = await Assert.ThrowsAsync<RpcException>(() => CheckAsync(server.Channel(server.ClientCertificate(TestServer.Alice))));
+        // Bob's connections are his own budget; admins have a cap of their own.
+        await CheckAsync(server.Channel(server.ClientCertificate(TestServer.Bob)));
+        await CheckAsync(server.Channel(server.ClientCertificate(TestServer.Bob)));
+        for (var i = 0; i < 3; i++)
+        {
+            await CheckAsync(server.Channel(server.ClientCertificate(TestServer.Admin)));
+        }
+
+        var adminRefused = await Assert.ThrowsAsync<RpcException>(() => CheckAsync(server.Channel(server.ClientCertificate(TestServer.Admin))));
+
+        Assert.Equal(StatusCode.ResourceExhausted, refused.StatusCode);
+        Assert.Equal(
+            "user 'alice' already has 2 connections open, the most allowed (RateLimits:User:MaxConnections); close one (another 'worker' command, such as a 'worker logs -f') or retry in 5 s",
+            refused.Status.Detail);
+        Assert.Equal("5", refused.Trailers.GetValue("retry-after"));
+        Assert.Equal(StatusCode.ResourceExhausted, adminRefused.StatusCode);
+        Assert.Contains("(RateLimits:Admin:MaxConnections)", adminRefused.Status.Detail, StringComparison.Ordinal);
+        Assert.Contains(server.Logs.Entries, e => e.EventId.Id == 145 && e.Message.Contains("of alice", StringComparison.Ordinal) && e.Message.Contains("RateLimits:User:MaxConnections", StringComparison.Ordinal));
+        // The connections already admitted keep working.
+        await CheckAsync(first);
+
+        first.Dispose();
+        var deadline = DateTime.UtcNow.AddSeconds(10);
+        while (true)
+        {
+            try
+            {
+                await CheckAsync(server.Channel(server.ClientCertificate(TestServer.Alice)));
+                break;
+            }
+            catch (RpcException e) when (e.StatusCode == StatusCode.ResourceExhausted && DateTime.UtcNow < deadline)
+            {
+                // The server learns of the closed connection asynchronously.
+                await Task.Delay(50, Token);
+            }
+        }
+
+        await CheckAsync(second);
+    }
+
+    private static async Task CheckAsync(Grpc.Net.Client.GrpcChannel channel)
+    {
+        var response = await new Grpc.Health.V1.Health.HealthClient(channel).CheckAsync(new Grpc.Health.V1.HealthCheckRequest(), cancellationToken: Token);
+        Assert.Equal(Grpc.Health.V1.HealthCheckResponse.Types.ServingStatus.Serving, response.Status);
+    }
+
     [Fact(Timeout = 120_000)]
     public async Task StreamOutput_HugeTailRequest_ReadsAtMostOneMibBackAndSaysSo()
     {

@@ -109,6 +109,22 @@ public sealed class StartupTests : IDisposable
         var limits = app.Services.GetRequiredService<Configuration.RateLimitOptions>();
         Assert.Equal((20, 10, 100), (limits.User.StartJobBurst, limits.User.StartJobsPerSecond, limits.User.MaxOpenStreams));
         Assert.Equal((100, 50, 1000), (limits.Admin.StartJobBurst, limits.Admin.StartJobsPerSecond, limits.Admin.MaxOpenStreams));
+        Assert.Equal((100, 1000), (limits.User.MaxConnections, limits.Admin.MaxConnections));
+    }
+
+    [Fact]
+    public void Build_RevocationFilesMissingOrUnreadable_RefusedNamingTheFileAndSetting()
+    {
+        var serials = Path.Combine(_directory, "revoked-serials");
+        File.WriteAllText(serials, "0A1B\nnot-a-serial\n");
+
+        var missing = Assert.Throws<StartupException>(() => Build(new Dictionary<string, string?> { ["JobWorker:Tls:RevocationListFile"] = Path.Combine(_directory, "missing.crl") }));
+        var bad = Assert.Throws<StartupException>(() => Build(new Dictionary<string, string?> { ["JobWorker:Tls:RevokedSerialsFile"] = serials }));
+        var interval = Assert.Throws<StartupException>(() => Build(new Dictionary<string, string?> { ["JobWorker:Tls:ReloadCheckInterval"] = "00:00:00" }));
+
+        Assert.Contains($"Cannot read the revocation file '{Path.Combine(_directory, "missing.crl")}'", missing.Message, StringComparison.Ordinal);
+        Assert.Equal($"'{serials}' line 2: 'not-a-serial' is not a serial number in hexadecimal (JobWorker:Tls:RevokedSerialsFile)", bad.Message);
+        Assert.Equal("invalid configuration:\n  JobWorker:Tls:ReloadCheckInterval must be between 00:00:00.100 and 01:00:00 (is 00:00:00)", interval.Message);
     }
 
     private WebApplication Build(Dictionary<string, string?>? extra = null) => ServerApp.Build([], builder => builder.Configuration.AddInMemoryCollection(new Dictionary<string, string?>

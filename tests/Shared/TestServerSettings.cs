@@ -8,7 +8,7 @@ internal static class TestServerSettings
 {
     /// <summary>
     /// Jobs of these tests read and write the test's files under /tmp, which a mount namespace would replace (the
-    /// isolation policy has tests of its own); and they start and follow jobs in bursts, so no rate or stream limits.
+    /// isolation policy has tests of its own); and they start and follow jobs in bursts, so no rate, stream or connection limits.
     /// </summary>
     public static IReadOnlyDictionary<string, string> Defaults { get; } = new Dictionary<string, string>
     {
@@ -20,6 +20,8 @@ internal static class TestServerSettings
         ["RateLimits:Admin:StartJobBurst"] = "0",
         ["RateLimits:Admin:StartJobsPerSecond"] = "0",
         ["RateLimits:Admin:MaxOpenStreams"] = "0",
+        ["RateLimits:User:MaxConnections"] = "0",
+        ["RateLimits:Admin:MaxConnections"] = "0",
     };
 
     /// <summary><see cref="Defaults"/> as command-line arguments of the server binary.</summary>

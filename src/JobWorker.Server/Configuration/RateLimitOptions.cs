@@ -10,10 +10,10 @@ public sealed class RateLimitOptions
     public const string Section = "RateLimits";
 
     /// <summary>Limits for callers with the <c>user</c> role (and any role without limits of its own).</summary>
-    public RoleRateLimits User { get; set; } = new() { StartJobBurst = 20, StartJobsPerSecond = 10, MaxOpenStreams = 100 };
+    public RoleRateLimits User { get; set; } = new() { StartJobBurst = 20, StartJobsPerSecond = 10, MaxOpenStreams = 100, MaxConnections = 100 };
 
     /// <summary>Limits for callers with the <c>admin</c> role.</summary>
-    public RoleRateLimits Admin { get; set; } = new() { StartJobBurst = 100, StartJobsPerSecond = 50, MaxOpenStreams = 1000 };
+    public RoleRateLimits Admin { get; set; } = new() { StartJobBurst = 100, StartJobsPerSecond = 50, MaxOpenStreams = 1000, MaxConnections = 1000 };
 
     /// <summary>Every problem with these settings, each naming the setting; empty when they are usable.</summary>
     public IReadOnlyList<string> Validate()
@@ -37,6 +37,12 @@ public sealed class RoleRateLimits
     /// <summary>StreamOutput calls (<c>worker logs</c>, <c>run</c>) a user may have open at once. 0 = no limit.</summary>
     public int MaxOpenStreams { get; set; }
 
+    /// <summary>
+    /// Connections a user may have open at once (each running <c>worker</c> command holds one). A connection over
+    /// the cap answers its calls ResourceExhausted and is closed. 0 = no limit.
+    /// </summary>
+    public int MaxConnections { get; set; }
+
     /// <summary>The slowest refill accepted: one start a day.</summary>
     public const double MinStartJobsPerSecond = 1.0 / 86_400;
 
@@ -45,7 +51,7 @@ public sealed class RoleRateLimits
 
     internal void Validate(string prefix, List<string> errors)
     {
-        foreach (var (name, value) in new[] { (nameof(StartJobBurst), (double)StartJobBurst), (nameof(StartJobsPerSecond), StartJobsPerSecond), (nameof(MaxOpenStreams), MaxOpenStreams) })
+        foreach (var (name, value) in new[] { (nameof(StartJobBurst), (double)StartJobBurst), (nameof(StartJobsPerSecond), StartJobsPerSecond), (nameof(MaxOpenStreams), MaxOpenStreams), (nameof(MaxConnections), MaxConnections) })
         {
             if (value < 0 || !double.IsFinite(value))
             {

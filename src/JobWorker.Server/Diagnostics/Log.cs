@@ -62,4 +62,22 @@ internal static partial class Log
 
     [LoggerMessage(131, LogLevel.Warning, "Could not remove expired job {JobId}; retried at the next check")]
     public static partial void JobExpiryFailed(ILogger logger, Exception exception, Guid jobId);
+
+    [LoggerMessage(140, LogLevel.Information, "Loaded new TLS files: {Material}; new connections use them, open connections keep theirs")]
+    public static partial void CertificatesReloaded(ILogger logger, string material);
+
+    [LoggerMessage(141, LogLevel.Warning, "Did not reload the TLS files: {Problem}. Still using the {Material} loaded at {LoadedAt:O} until a valid set is in place")]
+    public static partial void CertificatesNotReloaded(ILogger logger, string problem, string material, DateTimeOffset loadedAt);
+
+    [LoggerMessage(142, LogLevel.Information, "Loaded the revocation list: {Count} revoked serial number(s) from {Files}")]
+    public static partial void DenyListReloaded(ILogger logger, int count, string files);
+
+    [LoggerMessage(143, LogLevel.Warning, "Did not reload the revocation list: {Problem}. Still refusing the {Count} serial number(s) loaded at {LoadedAt:O}")]
+    public static partial void DenyListNotReloaded(ILogger logger, string problem, int count, DateTimeOffset loadedAt);
+
+    [LoggerMessage(144, LogLevel.Warning, "Closed connection {ConnectionId} of {User} from {Remote}: its client certificate (serial {Serial}) is revoked by '{Source}'")]
+    public static partial void RevokedConnectionClosed(ILogger logger, string connectionId, string user, string remote, string serial, string source);
+
+    [LoggerMessage(145, LogLevel.Warning, "Refused connection {ConnectionId} of {User} from {Remote}: the user has {Max} connections open, the most allowed ({Setting}); its calls answer ResourceExhausted and it is closed")]
+    public static partial void ConnectionOverCap(ILogger logger, string connectionId, string user, string remote, int max, string setting);
 }

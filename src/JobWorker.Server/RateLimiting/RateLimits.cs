@@ -108,13 +108,18 @@ public static class RateLimits
         services.GetRequiredService<ServerMetrics>().Error(StatusCode.ResourceExhausted);
         Log.CallFailed(services.GetRequiredService<ILoggerFactory>().CreateLogger(typeof(RateLimits).FullName!), caller.User, http.Request.Path, nameof(StatusCode.ResourceExhausted), message);
 
+        WriteTrailersOnly(http.Response, StatusCode.ResourceExhausted, message, seconds);
+    }
+
+    /// <summary>Answers a gRPC call with <paramref name="status"/> and a <c>retry-after</c> trailer, before any service runs.</summary>
+    internal static void WriteTrailersOnly(HttpResponse response, StatusCode status, string message, long retryAfterSeconds)
+    {
         // A trailers-only gRPC response: HTTP 200 whose headers carry the status (the client reads them as trailers).
-        var response = http.Response;
         response.StatusCode = StatusCodes.Status200OK;
         response.ContentType = "application/grpc";
-        response.Headers["grpc-status"] = ((int)StatusCode.ResourceExhausted).ToString(CultureInfo.InvariantCulture);
+        response.Headers["grpc-status"] = ((int)status).ToString(CultureInfo.InvariantCulture);
         response.Headers["grpc-message"] = PercentEncode(message);
-        response.Headers[RetryAfterTrailer] = seconds.ToString(CultureInfo.InvariantCulture);
+        response.Headers[RetryAfterTrailer] = retryAfterSeconds.ToString(CultureInfo.InvariantCulture);
     }
 
     // grpc-message is percent-encoded UTF-8 (the gRPC HTTP/2 protocol): printable ASCII except '%' stays as is.

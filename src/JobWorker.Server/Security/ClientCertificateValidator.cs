@@ -8,32 +8,35 @@ namespace JobWorker.Server.Security;
 
 /// <summary>
 /// Decides whether a TLS client may connect: its certificate must chain to the service CA (and nothing else),
-/// be within its validity dates, carry the clientAuth EKU, and name a valid user and role. Every refusal is
-/// logged with the peer address and the reason.
+/// be within its validity dates, carry the clientAuth EKU, not be revoked (<see cref="CertificateStore.DenyList"/>),
+/// and name a valid user and role. Every refusal is logged with the peer address and the reason.
 /// </summary>
 public sealed class ClientCertificateValidator
 {
-    private readonly X509Certificate2 _ca;
+    private readonly CertificateStore _store;
     private readonly ILogger<ClientCertificateValidator> _logger;
     private readonly ServerMetrics _metrics;
 
-    public ClientCertificateValidator(X509Certificate2 ca, ILogger<ClientCertificateValidator> logger, ServerMetrics metrics)
+    public ClientCertificateValidator(CertificateStore store, ILogger<ClientCertificateValidator> logger, ServerMetrics metrics)
     {
-        _ca = ca;
+        _store = store;
         _logger = logger;
         _metrics = metrics;
     }
 
-    /// <summary>A validation callback for one connection (it knows the peer, for the log).</summary>
-    public RemoteCertificateValidationCallback CallbackFor(EndPoint? remote)
-        => (_, certificate, _, _) => Validate(certificate, remote);
+    /// <summary>
+    /// A validation callback for one connection (it knows the peer, for the log) that checks against
+    /// <paramref name="ca"/>: the CA of the set whose server certificate this handshake presents.
+    /// </summary>
+    public RemoteCertificateValidationCallback CallbackFor(EndPoint? remote, X509Certificate2 ca)
+        => (_, certificate, _, _) => Validate(certificate, remote, ca);
 
     /// <summary>Returns whether the certificate is accepted; logs why when it is not.</summary>
-    public bool Validate(X509Certificate? certificate, EndPoint? remote)
+    public bool Validate(X509Certificate? certificate, EndPoint? remote, X509Certificate2 ca)
     {
         // The chain and policy errors SslStream computed use the system trust store; we ignore them and
         // build our own chain against the service CA only.
-        var reason = Check(certificate);
+        var reason = Check(certificate, ca);
         if (reason is null)
         {
             return true;
@@ -44,7 +47,7 @@ public sealed class ClientCertificateValidator
         return false;
     }
 
-    private string? Check(X509Certificate? certificate)
+    private string? Check(X509Certificate? certificate, X509Certificate2 ca)
     {
         if (certificate is null)
         {
@@ -56,10 +59,15 @@ public sealed class ClientCertificateValidator
         var cert = owned ?? X509CertificateLoader.LoadCertificate(certificate.GetRawCertData());
         try
         {
-            var chainError = CertificateTrust.Verify(cert, _ca, Oids.ClientAuthentication);
+            var chainError = CertificateTrust.Verify(cert, ca, Oids.ClientAuthentication);
             if (chainError is not null)
             {
                 return chainError;
+            }
+
+            if (_store.DenyList.RevokedBy(cert) is { } source)
+            {
+                return $"the certificate (serial {DenyList.Serial(cert)}) is revoked by '{source}'";
             }
 
             return ClientIdentity.TryRead(cert, out _, out var identityError) ? null : identityError;

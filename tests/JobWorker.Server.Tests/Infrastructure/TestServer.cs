@@ -161,9 +161,10 @@ internal sealed class TestServer : IAsyncDisposable
     public global::JobWorker.Protocol.V1.JobWorker.JobWorkerClient Client(string user)
         => new(Channel(ClientCertificate(user)));
 
-    /// <summary>A channel with any client certificate (or none) and TLS protocols.</summary>
-    public GrpcChannel Channel(X509Certificate2? clientCertificate, SslProtocols protocols = SslProtocols.Tls13)
+    /// <summary>A channel with any client certificate (or none) and TLS protocols, trusting <paramref name="trust"/> (default: the service CA).</summary>
+    public GrpcChannel Channel(X509Certificate2? clientCertificate, SslProtocols protocols = SslProtocols.Tls13, X509Certificate2? trust = null)
     {
+        var ca = trust ?? Ca;
         var handler = new SocketsHttpHandler
         {
             SslOptions = new SslClientAuthenticationOptions
@@ -172,7 +173,7 @@ internal sealed class TestServer : IAsyncDisposable
                 ClientCertificates = clientCertificate is null ? null : new X509CertificateCollection { clientCertificate },
                 // The client trusts only the service CA, with serverAuth: what the CLI does.
                 RemoteCertificateValidationCallback = (_, certificate, _, _) =>
-                    certificate is X509Certificate2 server && CertificateTrust.Verify(server, Ca, Oids.ServerAuthentication) is null,
+                    certificate is X509Certificate2 server && CertificateTrust.Verify(server, ca, Oids.ServerAuthentication) is null,
             },
             EnableMultipleHttp2Connections = false,
         };
