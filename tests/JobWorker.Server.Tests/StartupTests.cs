@@ -124,7 +124,7 @@ public sealed class StartupTests : IDisposable
 
         Assert.Contains($"Cannot read the revocation file '{Path.Combine(_directory, "missing.crl")}'", missing.Message, StringComparison.Ordinal);
         Assert.Equal($"'{serials}' line 2: 'not-a-serial' is not a serial number in hexadecimal (JobWorker:Tls:RevokedSerialsFile)", bad.Message);
-        Assert.Equal("invalid configuration:\n  JobWorker:Tls:ReloadCheckInterval must be between 00:00:00.100 and 01:00:00 (is 00:00:00)", interval.Message);
+        Assert.Equal("invalid configuration: JobWorker:Tls:ReloadCheckInterval must be between 00:00:00.100 and 01:00:00 (is 00:00:00)", interval.Message);
     }
 
     private WebApplication Build(Dictionary<string, string?>? extra = null) => ServerApp.Build([], builder => builder.Configuration.AddInMemoryCollection(new Dictionary<string, string?>
