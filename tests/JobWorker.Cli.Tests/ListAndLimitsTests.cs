@@ -148,7 +148,7 @@ public sealed class ListAndLimitsTests : IDisposable
     }
 
     [Fact(Timeout = 60_000)]
-    public async Task Status_OverTheConnectionCap_Exit1NamingTheCap()
+    public async Task Status_OverTheConnectionCap_Exit5NamingTheCap()
     {
         await using var server = new ServerFixture { Settings = { ["RateLimits:User:MaxConnections"] = "1" } };
         await server.InitializeAsync();
@@ -159,7 +159,7 @@ public sealed class ListAndLimitsTests : IDisposable
         var refused = await server.WorkerAsync(ServerFixture.Alice, "status", id);
         var bobs = await server.WorkerAsync(ServerFixture.Bob, "status", id);
 
-        WorkerResult.AssertExit(1, refused);
+        WorkerResult.AssertExit(5, refused);
         Assert.Equal(
             "worker status: user 'alice' already has 1 connections open, the most allowed (RateLimits:User:MaxConnections); close one (another 'worker' command, such as a 'worker logs -f') or retry in 5 s\n",
             refused.Stderr);
