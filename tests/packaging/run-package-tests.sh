@@ -130,8 +130,10 @@ case_lintian() {
         return 77
     fi
     # Errors and warnings fail; the overrides ship in the package with their reasons.
-    lintian --fail-on error,warning "$deb" 2>&1 | grep -v 'running with root privileges' || true
-    [ "${PIPESTATUS[0]}" -eq 0 ] || { echo "lintian reported errors or warnings (above)"; return 1; }
+    local out lrc=0
+    out=$(lintian --fail-on error,warning "$deb" 2>&1) || lrc=$?
+    grep -v 'running with root privileges' <<<"$out"
+    [ $lrc -eq 0 ] || { echo "lintian reported errors or warnings (above), exit code $lrc"; return 1; }
 }
 
 case_unit() {
