@@ -1,11 +1,9 @@
 #!/usr/bin/env bash
 # dotnet pack JobWorker.Core into artifacts/nuget, then build examples/nuget-sample against that folder feed and
-# run it: a real job whose output must come back. Called by run-package-tests.sh; needs root. Argument: a
-# scratch directory (removed by the caller).
+# run it: a real job whose output must come back. Called by run-package-tests.sh; needs root.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 repo=$PWD
-scratch=${1:?usage: run-nuget-sample.sh SCRATCH_DIR}
 export DOTNET_CLI_TELEMETRY_OPTOUT=1 DOTNET_NOLOGO=1 DOTNET_SKIP_FIRST_TIME_EXPERIENCE=1
 
 version=$(sed -n 's:.*<VersionPrefix>\(.*\)</VersionPrefix>.*:\1:p' Directory.Build.props)
@@ -28,10 +26,10 @@ rm -rf "$packages/jobworker.core/$version"
 
 echo "== build examples/nuget-sample against the local feed"
 sample=examples/nuget-sample
-# Its own obj/bin in the scratch directory: nothing from an earlier run is reused.
-dotnet build "$sample" -c Release -p:JobWorkerCoreVersion="$version" \
-    -p:BaseIntermediateOutputPath="$scratch/obj/" -p:BaseOutputPath="$scratch/bin/" -nologo -v q -clp:ErrorsOnly
-exe="$scratch/bin/Release/net10.0/linux-x64/NuGetSample"
+# From scratch: nothing an earlier build or restore of the sample left is reused.
+rm -rf "$sample/obj" "$sample/bin"
+dotnet build "$sample" -c Release -p:JobWorkerCoreVersion="$version" -nologo -v q -clp:ErrorsOnly
+exe="$sample/bin/Release/net10.0/linux-x64/NuGetSample"
 [ -x "$exe" ] || { echo "no $exe after the build"; exit 1; }
 for helper in jobworker-shim jobworker-init; do
     mode=$(stat -c %a "$(dirname "$exe")/$helper" 2>/dev/null) || { echo "no $helper next to the sample"; exit 1; }

@@ -4,6 +4,8 @@
 #   deb.Lintian               lintian finds no error or warning (overrides: packaging/deb/lintian-overrides)
 #   deb.SystemdUnitVerifies   systemd-analyze verify accepts the unit inside the extracted package
 #   deb.ExtractedServerAndCli the extracted server and worker: certs init, start, logs, stop, server SIGTERM
+#   deb.InstallRunPurgeInGuest dpkg -i in the throw-away UML guest: the postinst's directories, the documented
+#                             first start (certs init, server, worker run), then dpkg -r and --purge
 #   nuget.SampleRunsAJob      dotnet pack of JobWorker.Core; examples/nuget-sample restores it from the local
 #                             folder feed and runs a real job
 # Each case is one <test> in an xunit-style report (--results DIR/packages.xml) that run.sh counts with the
@@ -209,8 +211,20 @@ case_run() {
     [ $rc -eq 0 ] || { cat "$work/server.log"; echo "the extracted server exited $rc after SIGTERM"; return 1; }
 }
 
+case_install() {
+    [ -f "$deb" ] || { echo "no package to install"; return 1; }
+    # Installing on this host would touch its /usr, /etc and /var/lib/jobworker: the throw-away guest installs it.
+    if [ "${JOBWORKER_SKIP_GUEST:-0}" = 1 ] || [ ! -x tests/vm/run-in-guest.sh ]; then
+        is_ci && { echo "the guest is needed to install the package (JOBWORKER_SKIP_GUEST=1 or tests/vm/run-in-guest.sh not executable)"; return 1; }
+        echo "SKIP: the guest is off (JOBWORKER_SKIP_GUEST=1 or tests/vm/run-in-guest.sh not executable)"
+        return 77
+    fi
+    tests/vm/run-in-guest.sh --timeout 300 -- tests/packaging/install-in-guest.sh "$deb" \
+        || { echo "installing, running and purging the package in the guest failed (above)"; return 1; }
+}
+
 case_nuget() {
-    tests/packaging/run-nuget-sample.sh "$work/nuget" || { echo "the NuGet sample failed (see above)"; return 1; }
+    tests/packaging/run-nuget-sample.sh || { echo "the NuGet sample failed (see above)"; return 1; }
 }
 
 echo "== packages (.deb and NuGet; report: $results/packages.xml)"
@@ -218,6 +232,7 @@ run_case deb.Build case_build
 run_case deb.Lintian case_lintian
 run_case deb.SystemdUnitVerifies case_unit
 run_case deb.ExtractedServerAndCli case_run
+run_case deb.InstallRunPurgeInGuest case_install
 run_case nuget.SampleRunsAJob case_nuget
 write_report
 echo "packages: $passed passed, $failed failed, $skipped skipped"
