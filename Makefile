@@ -11,7 +11,7 @@ TEST_PROJECTS := $(wildcard tests/*.Tests/*.Tests.csproj)
 # Test projects that drive a real server (mTLS over loopback) end to end.
 INTEGRATION_PROJECTS := $(wildcard tests/JobWorker.Server.Tests/*.csproj tests/JobWorker.Cli.Tests/*.csproj)
 
-.PHONY: all server worker test race_test integration_test example concurrent proto lint coverage clean
+.PHONY: all server worker test race_test integration_test example concurrent proto lint coverage deb nuget clean
 
 all: server worker
 
@@ -52,6 +52,15 @@ concurrent:
 	$(DOTNET) publish examples/Concurrent -c $(CONFIG) -o $(ART)/concurrent
 	printf '#!/bin/sh\nexec "$$(dirname "$$(readlink -f "$$0")")/$(ART)/concurrent/Concurrent" "$$@"\n' > concurrent
 	chmod +x concurrent
+
+# artifacts/deb/jobworker_<version>_amd64.deb: the self-contained server, the NativeAOT worker, the systemd unit and
+# /etc/jobworker/jobworker.json (packaging/deb/build-deb.sh; layout in docs/operations.md).
+deb:
+	packaging/deb/build-deb.sh
+
+# artifacts/nuget/JobWorker.Core.<version>.nupkg with the native helpers as runtimes/linux-x64/native assets.
+nuget:
+	$(DOTNET) pack src/JobWorker.Core -c $(CONFIG) -o $(ART)/nuget
 
 # The wire contract is compiled by Grpc.Tools at build time; nothing generated is committed.
 proto:

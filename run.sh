@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # JobWorker's two entry points:
 #   ./run.sh demo   build, create a development PKI, start the server, run a first job through the CLI
-#   ./run.sh test   build and run the whole test suite: host tests, then the cgroup-controller tests
-#                   inside a User-mode Linux guest (real cpu/memory/io/pids controllers)
+#   ./run.sh test   build and run the whole test suite: host tests, the packages (.deb and NuGet, see
+#                   tests/packaging), then the cgroup-controller tests inside a User-mode Linux guest
+#                   (real cpu/memory/io/pids controllers)
 # Both need root (jobs run in cgroups as an unprivileged user) and the .NET 10 SDK.
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -97,7 +98,7 @@ cmd_test() {
 
     ensure_build_tools
     local results="$repo/artifacts/test-results"
-    rm -rf "$results" && mkdir -p "$results/host" "$results/guest"
+    rm -rf "$results" && mkdir -p "$results/host" "$results/guest" "$results/packages"
     echo "== build (Release)"
     dotnet build JobWorker.slnx -c Release -nologo -clp:ErrorsOnly
 
@@ -126,6 +127,10 @@ cmd_test() {
     unexpected=$(tail -n 1 <<<"$skips")
     sed '$d' <<<"$skips"
 
+    # The .deb (built, lintian, its server and worker run extracted) and the NuGet package (a sample outside the
+    # solution runs a job from it): one report, counted below with the others.
+    tests/packaging/run-package-tests.sh --results "$results/packages" || rc=1
+
     if [ -z "$guest_off" ]; then
         echo "== guest tests (User-mode Linux, pure cgroup v2)"
         tests/vm/run-controller-tests.sh --results "$results/guest" "${exes[@]}" || rc=1
@@ -133,6 +138,7 @@ cmd_test() {
 
     read -r hp hf hs < <(sum_results "$results"/host/*.xml)
     read -r gp gf gs < <(sum_results "$results"/guest/*.xml)
+    read -r pp pf ps < <(sum_results "$results"/packages/*.xml)
     # An unexpected skip on the host counts as a failure, not as a skip.
     hs=$((hs - unexpected))
     hf=$((hf + unexpected))
@@ -143,12 +149,13 @@ cmd_test() {
     else
         echo "guest: $gp passed, $gf failed, $gs skipped"
     fi
-    if [ "$rc" -ne 0 ] && [ $((hf + gf)) -eq 0 ]; then
+    echo "packages: $pp passed, $pf failed, $ps skipped"
+    if [ "$rc" -ne 0 ] && [ $((hf + gf + pf)) -eq 0 ]; then
         echo "a test run failed without a failed test (crash or harness error): see the log above"
         gf=$((gf + 1))
     fi
-    echo "$((hp + gp)) passed, $((hf + gf)) failed, $((hs + gs)) skipped"
-    [ $((hf + gf)) -eq 0 ]
+    echo "$((hp + gp + pp)) passed, $((hf + gf + pf)) failed, $((hs + gs + ps)) skipped"
+    [ $((hf + gf + pf)) -eq 0 ]
 }
 
 # The demo leaves the server running in the background (pid and log in $state), like a service would be.
