@@ -16,7 +16,7 @@ export DOTNET_CLI_TELEMETRY_OPTOUT=1 DOTNET_NOLOGO=1 DOTNET_SKIP_FIRST_TIME_EXPE
 
 die() { printf 'build-deb: %s\n' "$*" >&2; exit 1; }
 command -v dpkg-deb >/dev/null || die "dpkg-deb is needed (apt-get install dpkg)"
-command -v cc >/dev/null || die "a C compiler is needed for the native helpers (apt-get install gcc libc6-dev)"
+command -v cc >/dev/null || die "a C compiler is needed for the native programs (apt-get install gcc libc6-dev)"
 
 version=$(sed -n 's:.*<VersionPrefix>\(.*\)</VersionPrefix>.*:\1:p' Directory.Build.props)
 [ -n "$version" ] || die "no <VersionPrefix> in Directory.Build.props"
@@ -57,7 +57,7 @@ find "$root/usr/lib/jobworker" -type f -exec chmod 0644 {} +
 chmod 0755 "$root/usr/lib/jobworker/JobWorker.Server" "$root/usr/lib/jobworker/createdump" \
     "$root/usr/lib/jobworker/jobworker-shim" "$root/usr/lib/jobworker/jobworker-init"
 # The apphost resolves the symlink, so AppContext.BaseDirectory (where appsettings.json and the native
-# helpers are found) is /usr/lib/jobworker.
+# programs are found) is /usr/lib/jobworker.
 ln -s ../lib/jobworker/JobWorker.Server "$root/usr/sbin/jobworker-server"
 
 install -m 0755 artifacts/worker/worker "$root/usr/bin/worker"
