@@ -182,7 +182,22 @@ internal sealed partial class BinaryEnvironment : IAsyncDisposable
 
         // A killed server, or one that leaves its jobs running, leaves its subtree: this test's own to remove.
         CgroupCleanup.KillAndRemove(CgroupRoot);
-        System.IO.Directory.Delete(Directory, recursive: true);
+
+        // A removal right after a server was killed mid-start once met "Directory not empty" (an entry created while
+        // the recursive delete ran), and that error hid the test's own failure: tried again for up to half a second.
+        for (var attempt = 1; ; attempt++)
+        {
+            try
+            {
+                System.IO.Directory.Delete(Directory, recursive: true);
+                break;
+            }
+            catch (IOException) when (attempt < 10 && System.IO.Directory.Exists(Directory))
+            {
+                await Task.Delay(50);
+            }
+        }
+
         TestServer.DeleteUserDirectories(Path.GetFileName(Directory)["jobworker-srvtest-".Length..]);
     }
 
