@@ -30,6 +30,14 @@ public sealed class TelemetryGroup;
 [Collection(nameof(TelemetryGroup))]
 public sealed class TelemetryTests
 {
+    // Tracing is on only with an OTLP endpoint; nothing listens on port 1, so the export fails quietly while the
+    // in-memory exporter sees the same spans.
+    private static Task<TestServer> StartTracedAsync(List<Activity> spans)
+        => TestServer.StartWithServicesAsync(
+            new Dictionary<string, string?> { ["JobWorker:Telemetry:OtlpEndpoint"] = "http://127.0.0.1:1" },
+            services => services.ConfigureOpenTelemetryTracerProvider(tracing => tracing.AddInMemoryExporter(spans)),
+            Token);
+
     private static readonly Dictionary<string, string?> MetricsOn = new() { ["JobWorker:MetricsListen"] = "127.0.0.1:0" };
 
     private static CancellationToken Token => TestContext.Current.CancellationToken;
@@ -130,11 +138,7 @@ public sealed class TelemetryTests
     public async Task StartJobAndStopJob_OtlpConfigured_SpansForEachPhaseUnderTheCall()
     {
         var spans = new List<Activity>();
-        await using var server = await TestServer.StartWithServicesAsync(
-            // Nothing listens on port 1: the OTLP export fails quietly; the in-memory exporter sees the same spans.
-            new Dictionary<string, string?> { ["JobWorker:Telemetry:OtlpEndpoint"] = "http://127.0.0.1:1" },
-            services => services.ConfigureOpenTelemetryTracerProvider(tracing => tracing.AddInMemoryExporter(spans)),
-            Token);
+        await using var server = await StartTracedAsync(spans);
         var client = server.Client(TestServer.Alice);
         // Other servers in this process publish on the same sources: this test's spans are told apart by trace id.
         var startTrace = ActivityTraceId.CreateRandom();
@@ -170,10 +174,7 @@ public sealed class TelemetryTests
     public async Task StartJob_InvalidAndMissingExecutable_FailingSpanMarked()
     {
         var spans = new List<Activity>();
-        await using var server = await TestServer.StartWithServicesAsync(
-            new Dictionary<string, string?> { ["JobWorker:Telemetry:OtlpEndpoint"] = "http://127.0.0.1:1" },
-            services => services.ConfigureOpenTelemetryTracerProvider(tracing => tracing.AddInMemoryExporter(spans)),
-            Token);
+        await using var server = await StartTracedAsync(spans);
         var client = server.Client(TestServer.Alice);
         var invalidTrace = ActivityTraceId.CreateRandom();
         var missingTrace = ActivityTraceId.CreateRandom();

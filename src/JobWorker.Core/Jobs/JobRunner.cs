@@ -474,17 +474,14 @@ public sealed class JobRunner : IAsyncDisposable
             return;
         }
 
-        var running = 0;
-        foreach (var entry in _jobs)
-        {
-            running += entry.Value.HasEnded ? 0 : 1;
-        }
-
-        if (running + DescriptorReserve >= (long)limit.Current)
+        // The event loop holds each running job's supervisor pidfd: counted there in O(1), not by walking every job
+        // (ended ones included) on each start.
+        var held = Loop.Count;
+        if (held + DescriptorReserve >= (long)limit.Current)
         {
             throw new JobStartException(
                 JobStartFailure.SpawnFailed,
-                $"The server has no file descriptor left for another job: RLIMIT_NOFILE is {limit.Current}, {running} running jobs hold one each, and {DescriptorReserve} are kept for the server itself. Raise the limit (systemd LimitNOFILE=, see docs/operations.md) or wait for jobs to end.",
+                $"The server has no file descriptor left for another job: RLIMIT_NOFILE is {limit.Current}, running jobs and their output watches hold {held}, and {DescriptorReserve} are kept for the server itself. Raise the limit (systemd LimitNOFILE=, see docs/operations.md) or wait for jobs to end.",
                 Interop.EMFILE);
         }
     }

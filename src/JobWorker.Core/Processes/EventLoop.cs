@@ -43,6 +43,9 @@ internal sealed class EventLoop : IDisposable
         _thread.Start();
     }
 
+    /// <summary>Descriptors registered now: one per running job (its supervisor's pidfd), plus one per watched log.</summary>
+    public int Count => _registrations.Count;
+
     /// <summary>
     /// Watches <paramref name="fd"/> for readability; <paramref name="onReady"/> runs on the thread pool and gets the
     /// registration's token (for <see cref="Rearm"/>/<see cref="Remove"/>). It can run before Add returns, so

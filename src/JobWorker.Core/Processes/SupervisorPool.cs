@@ -62,7 +62,7 @@ internal sealed class SupervisorPool : IDisposable
 
             return new Launched(idle.Pid, idle.Pidfd, idle.Report);
         }
-        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
+        catch (IOException)
         {
             // Killed while idle (EPIPE on the write): reap it (it is our child, and must not stay a zombie), and
             // start one directly.
