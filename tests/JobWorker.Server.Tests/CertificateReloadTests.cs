@@ -21,6 +21,7 @@ public sealed class CertificateReloadTests : IDisposable
     private const int NotReloadedEvent = 141;
     private const int DenyListNotReloadedEvent = 143;
     private const int RevokedClosedEvent = 144;
+    private const int ExpiredClosedEvent = 146;
     private const int RefusedHandshakeEvent = 8;
 
     // Revocation files live outside the server's directory: the server needs their paths before it starts.
@@ -149,6 +150,38 @@ public sealed class CertificateReloadTests : IDisposable
         Assert.Equal(JobState.Running, status.Job.State);
         await bob.StopJobAsync(new StopJobRequest { JobId = bobJob.JobId }, cancellationToken: Token);
         await server.Client(TestServer.Admin).StopJobAsync(new StopJobRequest { JobId = aliceJob.JobId }, cancellationToken: Token);
+    }
+
+    [Fact(Timeout = 60_000)]
+    public async Task Expiry_ClientCertificateExpiresDuringFollow_StreamEndsWithinTheIntervalOthersGoOn()
+    {
+        var interval = TimeSpan.FromSeconds(1);
+        await using var server = await TestServer.StartAsync(new Dictionary<string, string?>
+        {
+            ["JobWorker:Tls:ReloadCheckInterval"] = interval.ToString(),
+        }, Token);
+        using var ca = CertificateAuthority.Load(server.Pki.CaCertificate, server.Pki.CaKey);
+        using var shortLived = ca.IssueClient(new ClientIdentity(TestServer.Alice, Roles.User), new CertificateOptions { NotAfter = DateTimeOffset.UtcNow.AddSeconds(4) });
+        var expiry = shortLived.NotAfter.ToUniversalTime();
+        var alice = new Protocol.V1.JobWorker.JobWorkerClient(server.Channel(shortLived));
+        var job = await server.StartTestProcessAsync(TestServer.Alice, "ticker", "50", "sleep", "60");
+        using var follow = alice.StreamOutput(new StreamOutputRequest { JobId = job.JobId, Follow = true }, cancellationToken: Token);
+        await ReadTicksAsync(follow, 2);
+        Assert.True(DateTime.UtcNow < expiry, "the follow must start before the certificate expires");
+
+        // The handshake found it valid; the connection is closed once it is not, within the check interval.
+        await AssertStreamCutAsync(follow, expiry, interval + TimeSpan.FromSeconds(3));
+        Assert.True(DateTime.UtcNow >= expiry, $"the stream was cut at {DateTime.UtcNow:O}, before the certificate expired at {expiry:O}");
+        var closed = await WaitForLogAsync(server, e => e.EventId.Id == ExpiredClosedEvent);
+        Assert.Contains("of alice", closed.Message, StringComparison.Ordinal);
+        Assert.Contains(shortLived.SerialNumber.TrimStart('0'), closed.Message, StringComparison.Ordinal);
+
+        // A new handshake with it is refused; alice's long-lived certificate and bob go on.
+        var again = new Health.HealthClient(server.Channel(shortLived));
+        await Assert.ThrowsAsync<RpcException>(async () => await again.CheckAsync(new HealthCheckRequest(), cancellationToken: Token));
+        await AssertServingAsync(server, TestServer.Alice);
+        await AssertServingAsync(server, TestServer.Bob);
+        await server.Client(TestServer.Alice).StopJobAsync(new StopJobRequest { JobId = job.JobId }, cancellationToken: Token);
     }
 
     [Fact(Timeout = 60_000)]

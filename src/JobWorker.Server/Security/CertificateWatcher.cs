@@ -6,7 +6,8 @@ namespace JobWorker.Server.Security;
 /// Reloads the TLS files when they change: a watch on their directories (so that a rename into place, as
 /// <c>step ca renew</c> and Kubernetes secret updates do, is seen at once) triggers a check after a short quiet
 /// time, and a timer checks every <see cref="TlsOptions.ReloadCheckInterval"/> in case a notification is missed.
-/// When the deny list changes, open connections of revoked certificates are closed.
+/// When the deny list changes, open connections of revoked certificates are closed; at every timer check, open
+/// connections whose client certificate has expired are closed too.
 /// </summary>
 public sealed class CertificateWatcher : IHostedService, IDisposable
 {
@@ -74,7 +75,7 @@ public sealed class CertificateWatcher : IHostedService, IDisposable
         return Task.CompletedTask;
     }
 
-    /// <summary>Checks the files now (also what the timers call).</summary>
+    /// <summary>Checks the files and the open connections' certificates now (also what the timers call).</summary>
     public void CheckNow()
     {
         try
@@ -83,6 +84,8 @@ public sealed class CertificateWatcher : IHostedService, IDisposable
             {
                 _connections.CloseRevoked();
             }
+
+            _connections.CloseExpired(DateTimeOffset.UtcNow);
         }
         catch (Exception e)
         {

@@ -72,6 +72,12 @@ public sealed class ConnectionRegistry
                 return;
             }
 
+            if (HasExpired(certificate, DateTimeOffset.UtcNow))
+            {
+                CloseExpiredConnection(connection);
+                return;
+            }
+
             if (!connection.Admitted)
             {
                 var limit = For(identity!);
@@ -129,6 +135,30 @@ public sealed class ConnectionRegistry
                 Close(connection, source);
             }
         }
+    }
+
+    /// <summary>
+    /// Closes every open connection whose client certificate has expired since its handshake: the handshake checks the
+    /// validity once, and a connection (a <c>worker logs -f</c>, say) may outlive it by far.
+    /// </summary>
+    public void CloseExpired(DateTimeOffset now)
+    {
+        foreach (var connection in _open.Values)
+        {
+            if (HasExpired(connection.Certificate, now))
+            {
+                CloseExpiredConnection(connection);
+            }
+        }
+    }
+
+    private static bool HasExpired(X509Certificate2 certificate, DateTimeOffset now) => certificate.NotAfter.ToUniversalTime() < now.UtcDateTime;
+
+    private void CloseExpiredConnection(ClientConnection connection)
+    {
+        var notAfter = new DateTimeOffset(connection.Certificate.NotAfter.ToUniversalTime());
+        Log.ExpiredConnectionClosed(_logger, connection.Id, connection.Identity.User, connection.Remote, DenyList.Serial(connection.Certificate), notAfter);
+        connection.Abort("the client certificate has expired");
     }
 
     private void Close(ClientConnection connection, string source)
