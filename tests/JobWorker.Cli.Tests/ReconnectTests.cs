@@ -1,4 +1,5 @@
 using System.Security.Cryptography;
+using JobWorker.Pki;
 
 namespace JobWorker.Cli.Tests;
 
@@ -175,6 +176,47 @@ public sealed class ReconnectTests
         WorkerResult.AssertExit(0, rest);
         AssertSameBytes(server.LogFile(id), [.. result.StdoutBytes, .. rest.StdoutBytes]);
         AssertNumberedLines(result.Stdout + rest.Stdout, first: 1, last: "end");
+    }
+
+    [Fact(Timeout = 45_000)]
+    public async Task LogsFollow_CertificateExpiresAfterItsRenewalOnDisk_ReconnectsWithTheRenewedOneAndWritesEveryByteOnce()
+    {
+        await using var server = new RestartableServer();
+        server.Environment["JobWorker__Tls__ReloadCheckInterval"] = "00:00:01";
+        await server.StartAsync(Token);
+
+        // alice's follower presents a certificate of its own files, valid for a few seconds more.
+        using var ca = CertificateAuthority.Load(server.Pki.CaCertificate, server.Pki.CaKey);
+        var alice = new ClientIdentity(ServerFixture.Alice, Roles.User);
+        using var shortLived = ca.IssueClient(alice, new CertificateOptions { NotAfter = DateTimeOffset.UtcNow.AddSeconds(6) });
+        var files = Directory.CreateDirectory(Path.Combine(server.Directory, "renewed")).FullName;
+        var (cert, key, config) = (Path.Combine(files, "alice.crt"), Path.Combine(files, "alice.key"), Path.Combine(files, "alice.json"));
+        PemFiles.WriteCertificate(shortLived, cert);
+        PemFiles.WritePrivateKey(shortLived, key);
+        ServerFixture.WriteConfig(config, server.Address, cert, key, server.Pki.CaCertificate);
+        var stop = Path.Combine(server.Directory, "stop");
+        var id = await StartAsync(server, Writer(stop, "echo end"));
+        using var follower = new LiveWorker(["--config", config, "logs", "-f", id]);
+        await follower.WaitForStdoutAsync(0, Token);
+
+        // Renewed while still valid, as `step ca renew --daemon` does: key, then certificate, each renamed into place.
+        using var renewed = ca.IssueClient(alice);
+        PemFiles.WritePrivateKey(renewed, key);
+        PemFiles.WriteCertificate(renewed, cert);
+
+        // The server closes the connection once the old certificate has expired; the follower comes back with the new one.
+        await follower.WaitForStderrAsync("reconnected to", Token);
+        Assert.True(DateTime.UtcNow >= shortLived.NotAfter.ToUniversalTime(), "the follower reconnected before its first certificate expired");
+        await server.WaitForOutputAsync("expired at", Token);
+        var beforeStop = follower.StdoutLength;
+        await follower.WaitForStdoutAsync(beforeStop, Token);
+        await File.WriteAllTextAsync(stop, string.Empty, Token);
+        var result = await follower.WaitForExitAsync(Token);
+
+        WorkerResult.AssertExit(0, result);
+        AssertSameBytes(server.LogFile(id), result.StdoutBytes);
+        AssertNumberedLines(result.Stdout, first: 1, last: "end");
+        AssertOnlyNotices(result.Stderr, "logs", server, id);
     }
 
     /// <summary>A job that writes numbered lines without pause until <paramref name="stop"/> exists, then runs <paramref name="end"/>.</summary>

@@ -21,6 +21,10 @@ namespace JobWorker.Cli.Connection;
 ///
 /// "Connection refused" is retried only when this process has already reached the server (it is restarting):
 /// on a first contact it means nothing listens there, and the user should hear that at once.
+///
+/// When the client's certificate files have been renewed since the current handler was made, a request gets a new
+/// handler presenting the new pair: the server closes connections whose certificate has expired, and a follower's
+/// reconnection must not present the expired one again. Calls already open go on over their connection.
 /// </remarks>
 internal sealed class ConnectRetryHandler : HttpMessageHandler
 {
@@ -31,6 +35,7 @@ internal sealed class ConnectRetryHandler : HttpMessageHandler
     private readonly Uri _server;
     private readonly TimeSpan _budget;
     private readonly Func<TimeSpan, HttpMessageHandler> _createHandler;
+    private readonly Func<bool> _credentialsRenewed;
     private readonly Lock _lock = new();
     private readonly List<HttpMessageInvoker> _invokers = [];
     private HttpMessageInvoker _current;
@@ -39,11 +44,14 @@ internal sealed class ConnectRetryHandler : HttpMessageHandler
     /// <param name="server">The server, for messages.</param>
     /// <param name="budget">The connect timeout: how long one connection set-up may take, retries included.</param>
     /// <param name="createHandler">Creates a handler whose connect timeout is the given time.</param>
-    public ConnectRetryHandler(Uri server, TimeSpan budget, Func<TimeSpan, HttpMessageHandler> createHandler)
+    /// <param name="credentialsRenewed">Whether the client certificate changed since the last handler was made
+    /// (checked before each request; <paramref name="createHandler"/> then presents the new one).</param>
+    public ConnectRetryHandler(Uri server, TimeSpan budget, Func<TimeSpan, HttpMessageHandler> createHandler, Func<bool>? credentialsRenewed = null)
     {
         _server = server;
         _budget = budget;
         _createHandler = createHandler;
+        _credentialsRenewed = credentialsRenewed ?? (() => false);
         _current = Add(budget);
     }
 
@@ -51,6 +59,14 @@ internal sealed class ConnectRetryHandler : HttpMessageHandler
     {
         var started = Stopwatch.GetTimestamp();
         var delay = FirstDelay;
+        if (_credentialsRenewed())
+        {
+            lock (_lock)
+            {
+                _current = Add(_budget);
+            }
+        }
+
         for (var attempt = 1; ; attempt++)
         {
             HttpMessageInvoker invoker;

@@ -41,7 +41,7 @@ internal sealed class WorkerConnection : IDisposable
         }
 
         var ca = LoadCa(settings.CaPath);
-        var clientCertificate = LoadClientCertificate(settings.CertPath, settings.KeyPath);
+        var credentials = ClientCredentials.Load(settings.CertPath, settings.KeyPath);
 
         // .NET on Linux reads every file in /etc/ssl/certs on its first chain check (60–90 ms per process)
         // even with custom root trust. Measured here: SSL_CERT_FILE alone still scans SSL_CERT_DIR or the
@@ -59,7 +59,6 @@ internal sealed class WorkerConnection : IDisposable
         };
         chainPolicy.CustomTrustStore.AddRange(ca);
 
-        var clientCertificateContext = SslStreamCertificateContext.Create(clientCertificate, additionalCertificates: null, offline: true);
         SocketsHttpHandler CreateHandler(TimeSpan connectTimeout) => new()
         {
             // Covers the TCP connect and the TLS handshake; ConnectRetryHandler gives each attempt what is left.
@@ -68,12 +67,12 @@ internal sealed class WorkerConnection : IDisposable
             {
                 EnabledSslProtocols = SslProtocols.Tls13,
                 CertificateChainPolicy = chainPolicy,
-                // offline: the client chain is sent as is, without fetching or searching stores.
-                ClientCertificateContext = clientCertificateContext,
+                // The pair current when the handler is made; a renewed pair gets a new handler (ConnectRetryHandler).
+                ClientCertificateContext = credentials.Current,
             },
         };
 
-        var handler = new ConnectRetryHandler(settings.Server, settings.ConnectTimeout, CreateHandler);
+        var handler = new ConnectRetryHandler(settings.Server, settings.ConnectTimeout, CreateHandler, credentials.Refresh);
         var channel = GrpcChannel.ForAddress(settings.Server, new GrpcChannelOptions
         {
             HttpHandler = handler,
@@ -103,18 +102,6 @@ internal sealed class WorkerConnection : IDisposable
         }
 
         return collection;
-    }
-
-    private static X509Certificate2 LoadClientCertificate(string certPath, string keyPath)
-    {
-        try
-        {
-            return X509Certificate2.CreateFromPemFile(certPath, keyPath);
-        }
-        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException or CryptographicException or ArgumentException)
-        {
-            throw new CliException($"cannot load the client certificate {certPath} with key {keyPath}: {Reason(ex)}. Check --cert/--key (WORKER_CERT/WORKER_KEY)");
-        }
     }
 
     private static string Reason(Exception ex) => ex.Message.TrimEnd('.');
