@@ -78,9 +78,9 @@ internal static partial class Log
     [LoggerMessage(144, LogLevel.Warning, "Closed connection {ConnectionId} of {User} from {Remote}: its client certificate (serial {Serial}) is revoked by '{Source}'")]
     public static partial void RevokedConnectionClosed(ILogger logger, string connectionId, string user, string remote, string serial, string source);
 
-    [LoggerMessage(146, LogLevel.Warning, "Closed connection {ConnectionId} of {User} from {Remote}: its client certificate (serial {Serial}) expired at {NotAfter:u}")]
-    public static partial void ExpiredConnectionClosed(ILogger logger, string connectionId, string user, string remote, string serial, DateTimeOffset notAfter);
-
     [LoggerMessage(145, LogLevel.Warning, "Refused connection {ConnectionId} of {User} from {Remote}: the user has {Max} connections open, the most allowed ({Setting}); its calls answer ResourceExhausted and it is closed")]
     public static partial void ConnectionOverCap(ILogger logger, string connectionId, string user, string remote, int max, string setting);
+
+    [LoggerMessage(146, LogLevel.Warning, "Closed connection {ConnectionId} of {User} from {Remote}: its client certificate (serial {Serial}) expired at {NotAfter:u}")]
+    public static partial void ExpiredConnectionClosed(ILogger logger, string connectionId, string user, string remote, string serial, DateTimeOffset notAfter);
 }
