@@ -447,7 +447,8 @@ struct shim_clone_args {
  * child (CLONE_PARENT: the server reaps it and may wait on its pidfd, as on a shim it started itself); every
  * report names the shim that supervises the job (shim_pid). The pooled shim waits until its copy has reported,
  * so that a copy that dies first is still reported, and the server reaps it; then it exits. Kernels without
- * clone3 or CLONE_INTO_CGROUP (before 5.7) get the migration instead. */
+ * clone3 or CLONE_INTO_CGROUP (before 5.7), or under a seccomp profile that refuses clone3, get the migration
+ * instead. */
 static void enter_cgroup(const char *cgroup)
 {
     int fd = open(cgroup, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
@@ -485,7 +486,9 @@ static void enter_cgroup(const char *cgroup)
     }
     close(handover[0]);
     close(handover[1]);
-    if (errno != ENOSYS && errno != E2BIG && errno != EINVAL) {
+    /* As jw_spawn: seccomp profiles may refuse clone3 (ENOSYS or EPERM), older kernels lack the larger struct (E2BIG)
+     * or CLONE_INTO_CGROUP (EINVAL). A real permission problem with the group fails the move below just as clearly. */
+    if (errno != ENOSYS && errno != EPERM && errno != E2BIG && errno != EINVAL) {
         /* EAGAIN: the user's pids.max; the server names the limit. */
         fail(JW_STEP_CLONE, errno);
     }

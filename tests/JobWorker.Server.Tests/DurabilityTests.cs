@@ -181,6 +181,69 @@ public sealed class DurabilityTests
         Assert.DoesNotContain(idle, IsLiveSupervisor);
     }
 
+    [Fact(Timeout = 90_000)]
+    public async Task WithoutClone3_PooledSupervisorMovesItselfIntoTheJobsGroupAndJobsRunStopAndReattach()
+    {
+        // As on kernels before 5.3 and under container seccomp profiles that refuse clone3: the server, its supervisors
+        // and every job inherit a filter under which clone3 fails with ENOSYS, so each falls back to clone and a move
+        // through cgroup.procs.
+        await using var env = await BinaryEnvironment.CreateAsync();
+        string[] withoutClone3 = [TestServer.TestProcess, "without-clone3"];
+        var server = env.Start(launcher: withoutClone3);
+        var client = env.Client(await env.WaitForListeningAsync(server), TestServer.Alice);
+        var idle = new List<int>();
+        for (var i = 0; i < 250 && idle.Count == 0; i++)
+        {
+            idle = [.. Children(server.Id).Where(pid => File.ReadAllText($"/proc/{pid}/cmdline") == "jobworker-shim\0pool\0")];
+            await Task.Delay(20, Token);
+        }
+
+        Assert.NotEmpty(idle);
+        var job = (await client.StartJobAsync(Shell("grep -E '^Seccomp(_filters)?:' /proc/self/status; cat /proc/self/cgroup; echo started; exec sleep 60"), cancellationToken: Token)).Job;
+        var output = await ReadUntilAsync(client, job.JobId, "started\n");
+        Assert.Contains("Seccomp:\t2\n", output, StringComparison.Ordinal);
+        Assert.Matches(@"(?m)^0::/.+/job$", output);
+
+        // Its supervisor is one of the pooled ones, moved into the job's shim group (with clone3 it would be a copy).
+        var status = Path.Combine(env.Directory, "state", "jobs", Guid.Parse(job.JobId).ToString("N"), "shim.status");
+        var shimPid = -1;
+        for (var i = 0; i < 250 && shimPid < 0; i++)
+        {
+            var line = File.Exists(status) ? File.ReadAllLines(status).FirstOrDefault(l => l.StartsWith("shim_pid=", StringComparison.Ordinal)) : null;
+            shimPid = line is null ? -1 : int.Parse(line["shim_pid=".Length..], System.Globalization.CultureInfo.InvariantCulture);
+            await Task.Delay(shimPid < 0 ? 20 : 0, Token);
+        }
+
+        Assert.Contains(shimPid, idle);
+        Assert.Matches(@"(?m)^0::/.+/shim$", File.ReadAllText($"/proc/{shimPid}/cgroup"));
+
+        // Killed and started again under the same filter: the job is re-attached, and stop ends it.
+        server.Kill();
+        await server.WaitForExitAsync(Token);
+        server = env.Start(launcher: withoutClone3);
+        client = env.Client(await env.WaitForListeningAsync(server), TestServer.Alice);
+        Assert.Equal(JobState.Running, (await client.GetJobAsync(new GetJobRequest { JobId = job.JobId }, cancellationToken: Token)).Job.State);
+        var stopped = (await client.StopJobAsync(new StopJobRequest { JobId = job.JobId }, cancellationToken: Token)).Job;
+        Assert.Equal(JobState.Stopped, stopped.State);
+        var another = (await client.StartJobAsync(Shell("echo again"), cancellationToken: Token)).Job;
+        Assert.Equal("again\n", await ReadUntilAsync(client, another.JobId, "again\n"));
+        server.Kill();
+        await server.WaitForExitAsync(Token);
+    }
+
+    /// <summary>Follows a job's output until it contains <paramref name="text"/>; returns what was read.</summary>
+    private static async Task<string> ReadUntilAsync(JobWorkerClient client, string id, string text)
+    {
+        using var call = client.StreamOutput(new StreamOutputRequest { JobId = id, Follow = true }, cancellationToken: Token);
+        var read = new System.Text.StringBuilder();
+        while (!read.ToString().Contains(text, StringComparison.Ordinal) && await call.ResponseStream.MoveNext(Token))
+        {
+            read.Append(call.ResponseStream.Current.Chunk?.Data.ToStringUtf8());
+        }
+
+        return read.ToString();
+    }
+
     [Fact(Timeout = 120_000)]
     public async Task Kill9_RetriedStartWithTheSameRequestId_ReturnsTheJobTheFirstServerStarted()
     {

@@ -42,6 +42,10 @@
  *                    umask=OOOO (octal), oom_score_adj=N, nice=N, sched=POLICY, ioprio_class=C,
  *                    cpus=LIST (Cpus_allowed_list), keyring=SERIAL (the session keyring's, KEYCTL_GET_KEYRING_ID
  *                    without creating one) and keyring_desc=type;uid;gid;perm;description (KEYCTL_DESCRIBE)
+ *   without-clone3 CMD ARGS...
+ *                    (first argument only) exec CMD with a seccomp filter under which clone3 fails with ENOSYS, as
+ *                    on kernels before 5.3 and under container profiles that refuse it; CMD and everything it
+ *                    starts inherit the filter (so their clone3 users must fall back to clone)
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -62,6 +66,11 @@
 #include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
+#include <stddef.h>
+#include <linux/audit.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
+#include <sys/prctl.h>
 
 static void write_all(int fd, const char *p, size_t n)
 {
@@ -178,8 +187,36 @@ static void probe(pid_t pid)
     say("kill9=%s\n", errno_name(kill9));
 }
 
+/* exec argv[0] with clone3 refused (ENOSYS); returns only if that failed. */
+static int exec_without_clone3(char **argv)
+{
+#ifndef __NR_clone3
+#define __NR_clone3 435
+#endif
+    struct sock_filter filter[] = {
+        BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, arch)),
+        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, AUDIT_ARCH_X86_64, 1, 0),
+        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+        BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
+        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_clone3, 0, 1),
+        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | (ENOSYS & SECCOMP_RET_DATA)),
+        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+    };
+    struct sock_fprog program = { .len = sizeof filter / sizeof filter[0], .filter = filter };
+    if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0 || prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &program) < 0) {
+        perror("without-clone3: seccomp");
+        return 126;
+    }
+    execv(argv[0], argv);
+    perror("without-clone3: exec");
+    return 127;
+}
+
 int main(int argc, char **argv)
 {
+    if (argc > 2 && strcmp(argv[1], "without-clone3") == 0) {
+        return exec_without_clone3(argv + 2);
+    }
     for (int i = 1; i < argc; i++) {
         const char *op = argv[i];
         const char *arg = i + 1 < argc ? argv[i + 1] : "0";

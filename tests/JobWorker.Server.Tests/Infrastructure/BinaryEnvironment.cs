@@ -51,9 +51,10 @@ internal sealed partial class BinaryEnvironment : IAsyncDisposable
 
     public static string ServerBinary { get; } = Path.Combine(AppContext.BaseDirectory, "JobWorker.Server");
 
-    /// <summary>Starts the server binary (as <paramref name="asUser"/> through setpriv, or under
-    /// <c>prlimit --nofile=N</c> with <paramref name="openFileLimit"/>).</summary>
-    public Process Start(string? asUser = null, string[]? extraArgs = null, string listen = "127.0.0.1:0", int? openFileLimit = null)
+    /// <summary>Starts the server binary (as <paramref name="asUser"/> through setpriv, under
+    /// <c>prlimit --nofile=N</c> with <paramref name="openFileLimit"/>, through a <paramref name="launcher"/> command
+    /// that execs the server, given as its arguments).</summary>
+    public Process Start(string? asUser = null, string[]? extraArgs = null, string listen = "127.0.0.1:0", int? openFileLimit = null, string[]? launcher = null)
     {
         // A new run: what earlier runs printed no longer answers WaitForLineAsync.
         lock (_waiters)
@@ -75,28 +76,28 @@ internal sealed partial class BinaryEnvironment : IAsyncDisposable
             .. TestServerSettings.Arguments,
             .. extraArgs ?? [],
         ];
-        var start = new ProcessStartInfo
-        {
-            FileName = asUser is not null ? "setpriv" : openFileLimit is not null ? "prlimit" : ServerBinary,
-            RedirectStandardOutput = true,
-            RedirectStandardError = true,
-            UseShellExecute = false,
-        };
+        // Each wrapper execs the next: prlimit, setpriv, the launcher, then the server.
+        List<string> command = [];
         if (openFileLimit is { } limit)
         {
-            start.ArgumentList.Add($"--nofile={limit}:{limit}");
-            start.ArgumentList.Add(ServerBinary);
+            command.AddRange(["prlimit", $"--nofile={limit}:{limit}"]);
         }
 
         if (asUser is not null)
         {
-            foreach (var arg in new[] { "--reuid=" + asUser, "--regid=nogroup", "--clear-groups", ServerBinary })
-            {
-                start.ArgumentList.Add(arg);
-            }
+            command.AddRange(["setpriv", "--reuid=" + asUser, "--regid=nogroup", "--clear-groups"]);
         }
 
-        foreach (var arg in serverArgs)
+        command.AddRange(launcher ?? []);
+        command.Add(ServerBinary);
+        var start = new ProcessStartInfo
+        {
+            FileName = command[0],
+            RedirectStandardOutput = true,
+            RedirectStandardError = true,
+            UseShellExecute = false,
+        };
+        foreach (var arg in command.Skip(1).Concat(serverArgs))
         {
             start.ArgumentList.Add(arg);
         }
