@@ -161,7 +161,7 @@ public sealed class CertificateReloadTests : IDisposable
             ["JobWorker:Tls:ReloadCheckInterval"] = interval.ToString(),
         }, Token);
         using var ca = CertificateAuthority.Load(server.Pki.CaCertificate, server.Pki.CaKey);
-        using var shortLived = ca.IssueClient(new ClientIdentity(TestServer.Alice, Roles.User), new CertificateOptions { NotAfter = DateTimeOffset.UtcNow.AddSeconds(4) });
+        using var shortLived = ca.IssueClient(new ClientIdentity(TestServer.Alice, Roles.User), new CertificateOptions { NotAfter = DateTimeOffset.UtcNow.AddSeconds(6) });
         var expiry = shortLived.NotAfter.ToUniversalTime();
         var alice = new Protocol.V1.JobWorker.JobWorkerClient(server.Channel(shortLived));
         var job = await server.StartTestProcessAsync(TestServer.Alice, "ticker", "50", "sleep", "60");
