@@ -474,7 +474,7 @@ static void enter_cgroup(const char *cgroup)
         } while (n < 0 && errno == EINTR);
         if (n != 1) {
             /* Killed before its report: the server still learns which process to reap. */
-            report_as((int32_t)pid, JW_STEP_SHIM_STATE, EIO, -1, 0, 0);
+            report_as((int32_t)pid, JW_STEP_SHIM_LOST, 0, -1, 0, 0);
         }
         _exit(0);
     }

@@ -56,6 +56,7 @@ enum jw_step {
     JW_STEP_AFFINITY = 24,       /* JW_SPAWN_START_STATE: sched_setaffinity */
     JW_STEP_KEYRING = 25,        /* a fresh session keyring (KEYCTL_JOIN_SESSION_KEYRING) */
     JW_STEP_ENVIRONMENT = 26,    /* the job's environment could not be passed on (memfd) or read back */
+    JW_STEP_SHIM_LOST = 27,      /* the supervisor ended before its report (a pooled one reports it for its copy) */
 };
 
 /* What jobworker-shim writes to its stdout once: the job's pid after its exec, or the step that failed. */

@@ -1,6 +1,7 @@
 using System.Diagnostics;
 using System.Globalization;
 using System.Security.Cryptography;
+using System.Text.RegularExpressions;
 using Grpc.Core;
 using JobWorker.Protocol.V1;
 using JobWorker.Server.Tests.Infrastructure;
@@ -13,7 +14,7 @@ namespace JobWorker.Server.Tests;
 /// run, and a new server on the same state directory and cgroup root must find every job with its exact output,
 /// exit status and end time. See docs/design-durability.md.
 /// </summary>
-public sealed class DurabilityTests
+public sealed partial class DurabilityTests
 {
     private static CancellationToken Token => TestContext.Current.CancellationToken;
 
@@ -164,7 +165,7 @@ public sealed class DurabilityTests
         var idle = new List<int>();
         for (var i = 0; i < 200 && idle.Count == 0; i++)
         {
-            idle = [.. Children(server.Id).Where(pid => File.ReadAllText($"/proc/{pid}/cmdline") == "jobworker-shim\0pool\0")];
+            idle = IdleSupervisors(server.Id);
             await Task.Delay(20, Token);
         }
 
@@ -195,7 +196,7 @@ public sealed class DurabilityTests
         var idle = new List<int>();
         for (var i = 0; i < 250 && idle.Count < 2; i++)
         {
-            idle = [.. Children(server.Id).Where(pid => File.ReadAllText($"/proc/{pid}/cmdline") == "jobworker-shim\0pool\0")];
+            idle = IdleSupervisors(server.Id);
             await Task.Delay(20, Token);
         }
 
@@ -230,6 +231,71 @@ public sealed class DurabilityTests
         Assert.Equal("again\n", await ReadUntilAsync(client, another.JobId, "again\n"));
         server.Kill();
         await server.WaitForExitAsync(Token);
+    }
+
+    [Fact(Timeout = 60_000)]
+    public async Task SupervisorKilledBeforeItsReport_StartFailsNamingItAndLeavesNothingBehind()
+    {
+        // Every supervisor is killed (SIGSYS) right before it starts the job: a pooled supervisor's copy dies before its
+        // report, and the pooled one, waiting for that report, reports the copy's death instead.
+        await using var env = await BinaryEnvironment.CreateAsync();
+        var server = env.Start(launcher: [TestServer.TestProcess, "killed-at-pipe-size"]);
+        var client = env.Client(await env.WaitForListeningAsync(server), TestServer.Alice);
+        for (var i = 0; i < 250 && IdleSupervisors(server.Id).Count < 2; i++)
+        {
+            await Task.Delay(20, Token);
+        }
+
+        for (var i = 0; i < 3; i++)
+        {
+            var refused = await Assert.ThrowsAsync<RpcException>(async () => await client.StartJobAsync(Shell("echo never"), cancellationToken: Token));
+            Assert.Equal(StatusCode.Internal, refused.StatusCode);
+            Assert.StartsWith("the server could not set up the job (SupervisorLost)", refused.Status.Detail, StringComparison.Ordinal);
+        }
+
+        // The log names the copy that died and how (the pid is known only from the pooled supervisor's report).
+        await env.WaitForLineAsync(PooledCopyLost());
+
+        // Nothing stays behind: no job, no record, no job group, and no child but idle supervisors (no zombie).
+        Assert.Empty(await ListAllAsync(client));
+        Assert.Empty(Directory.EnumerateFileSystemEntries(Path.Combine(env.Directory, "state", "jobs")));
+        Assert.False(Directory.Exists(Path.Combine(env.CgroupRoot, "users", TestServer.Alice)), "alice's user group is left behind");
+        var others = new List<int>();
+        for (var i = 0; i < 250; i++)
+        {
+            others = [.. Children(server.Id).Except(IdleSupervisors(server.Id))];
+            if (others.Count == 0)
+            {
+                break;
+            }
+
+            await Task.Delay(20, Token);
+        }
+
+        var leftBehind = others.Select(pid => ReadProc(pid, "stat")).Where(stat => stat.Length > 0).ToList();
+        Assert.True(leftBehind.Count == 0, "children of the server other than idle supervisors: " + string.Join(" | ", leftBehind));
+        server.Kill();
+        await server.WaitForExitAsync(Token);
+    }
+
+    [GeneratedRegex(@"supervisor \(pid \d+\) ended before it reported whether the job started \(signal 31\); the start was undone")]
+    private static partial Regex PooledCopyLost();
+
+    /// <summary>The server's children that are live supervisors waiting for a job (<c>jobworker-shim pool</c>).</summary>
+    private static List<int> IdleSupervisors(int server)
+        => [.. Children(server).Where(pid => IsLiveSupervisor(pid) && ReadProc(pid, "cmdline") == "jobworker-shim\0pool\0")];
+
+    /// <summary>A /proc file of a process, or "" once the process is gone.</summary>
+    private static string ReadProc(int pid, string file)
+    {
+        try
+        {
+            return File.ReadAllText($"/proc/{pid}/{file}");
+        }
+        catch (IOException)
+        {
+            return "";
+        }
     }
 
     /// <summary>Follows a job's output until it contains <paramref name="text"/>; returns what was read.</summary>
@@ -562,15 +628,8 @@ public sealed class DurabilityTests
 
     private static bool IsLiveSupervisor(int pid)
     {
-        try
-        {
-            var stat = File.ReadAllText($"/proc/{pid}/stat");
-            return stat.Contains("(jobworker-shim)", StringComparison.Ordinal) && stat[(stat.LastIndexOf(')') + 2)..][0] != 'Z';
-        }
-        catch (IOException)
-        {
-            return false;
-        }
+        var stat = ReadProc(pid, "stat");
+        return stat.Contains("(jobworker-shim)", StringComparison.Ordinal) && stat[(stat.LastIndexOf(')') + 2)..][0] != 'Z';
     }
 
     private static string Sha256(byte[] data) => Convert.ToHexString(SHA256.HashData(data));

@@ -46,6 +46,10 @@
  *                    (first argument only) exec CMD with a seccomp filter under which clone3 fails with ENOSYS, as
  *                    on kernels before 5.3 and under container profiles that refuse it; CMD and everything it
  *                    starts inherit the filter (so their clone3 users must fall back to clone)
+ *   killed-at-pipe-size CMD ARGS...
+ *                    (first argument only) the same with a filter that kills any process calling
+ *                    fcntl(F_SETPIPE_SZ): only a job's supervisor does, right before it starts the job, so every
+ *                    supervisor dies before its report while the server lives
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -187,35 +191,56 @@ static void probe(pid_t pid)
     say("kill9=%s\n", errno_name(kill9));
 }
 
-/* exec argv[0] with clone3 refused (ENOSYS); returns only if that failed. */
-static int exec_without_clone3(char **argv)
-{
 #ifndef __NR_clone3
 #define __NR_clone3 435
 #endif
-    struct sock_filter filter[] = {
-        BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, arch)),
-        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, AUDIT_ARCH_X86_64, 1, 0),
-        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
-        BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
+#ifndef F_SETPIPE_SZ
+#define F_SETPIPE_SZ 1031
+#endif
+
+/* Filters start alike: a syscall of another architecture is allowed, then the syscall number is loaded. */
+#define FILTER_PROLOGUE                                                               \
+    BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, arch)),          \
+    BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, AUDIT_ARCH_X86_64, 1, 0),                     \
+    BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),                                     \
+    BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr))
+
+/* exec argv[0] under a seccomp filter: "without-clone3" answers ENOSYS to clone3, "killed-at-pipe-size" kills the
+ * process at fcntl(F_SETPIPE_SZ). Returns only if that failed. */
+static int exec_filtered(const char *mode, char **argv)
+{
+    struct sock_filter without_clone3[] = {
+        FILTER_PROLOGUE,
         BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_clone3, 0, 1),
         BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | (ENOSYS & SECCOMP_RET_DATA)),
         BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
     };
-    struct sock_fprog program = { .len = sizeof filter / sizeof filter[0], .filter = filter };
+    struct sock_filter killed_at_pipe_size[] = {
+        FILTER_PROLOGUE,
+        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_fcntl, 0, 3),
+        BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, args[1])),
+        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, F_SETPIPE_SZ, 0, 1),
+        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_KILL_PROCESS),
+        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+    };
+    int clone3 = strcmp(mode, "without-clone3") == 0;
+    struct sock_fprog program = {
+        .len = clone3 ? sizeof without_clone3 / sizeof without_clone3[0] : sizeof killed_at_pipe_size / sizeof killed_at_pipe_size[0],
+        .filter = clone3 ? without_clone3 : killed_at_pipe_size,
+    };
     if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0 || prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &program) < 0) {
-        perror("without-clone3: seccomp");
+        perror("seccomp");
         return 126;
     }
     execv(argv[0], argv);
-    perror("without-clone3: exec");
+    perror("exec");
     return 127;
 }
 
 int main(int argc, char **argv)
 {
-    if (argc > 2 && strcmp(argv[1], "without-clone3") == 0) {
-        return exec_without_clone3(argv + 2);
+    if (argc > 2 && (strcmp(argv[1], "without-clone3") == 0 || strcmp(argv[1], "killed-at-pipe-size") == 0)) {
+        return exec_filtered(argv[1], argv + 2);
     }
     for (int i = 1; i < argc; i++) {
         const char *op = argv[i];

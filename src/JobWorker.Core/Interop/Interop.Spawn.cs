@@ -75,6 +75,7 @@ internal static partial class Interop
             Affinity = 24,
             Keyring = 25,
             Environment = 26,
+            ShimLost = 27,
         }
 
         /// <summary>Mirrors <c>struct jw_shim_report</c>: what jobworker-shim writes to its stdout once.</summary>

@@ -374,11 +374,20 @@ public sealed class JobRunner : IAsyncDisposable
             if (report.Step != 0)
             {
                 // The supervisor exits right after a failed report: reap it so no zombie stays behind.
-                _ = Interop.Spawn.PidfdWait(shimPidfd, nohang: 0, out _, out _);
+                _ = Interop.Spawn.PidfdWait(shimPidfd, nohang: 0, out var endKind, out var endCode);
                 var failure = new SpawnResult(-1, null, (Interop.Spawn.Step)report.Step, report.Error, report.UsedClone3 != 0);
-                throw failure.FailedStep is Interop.Spawn.Step.ShimState or Interop.Spawn.Step.ShimLog
-                    ? new JobStartException(JobStartFailure.StateError, $"The job's supervisor cannot write to {Store.JobDirectory(id)} ({failure.FailedStep}): {Interop.Describe(report.Error)}.", report.Error)
-                    : SpawnFailure.ToException(failure, spec, account);
+                throw failure.FailedStep switch
+                {
+                    Interop.Spawn.Step.ShimState or Interop.Spawn.Step.ShimLog
+                        => new JobStartException(JobStartFailure.StateError, $"The job's supervisor cannot write to {Store.JobDirectory(id)} ({failure.FailedStep}): {Interop.Describe(report.Error)}.", report.Error),
+                    // Killed, say, or out of memory: whatever the job had begun dies with it (its death signal) and the
+                    // group is killed below.
+                    Interop.Spawn.Step.ShimLost => new JobStartException(
+                        JobStartFailure.SupervisorLost,
+                        $"The job's supervisor{(report.ShimPid > 0 ? $" (pid {report.ShimPid})" : "")} ended before it reported whether the job started ({(endKind == 1 ? $"exit code {endCode}" : endKind == 2 ? $"signal {endCode}" : "unknown status")}); the start was undone.",
+                        report.Error),
+                    _ => SpawnFailure.ToException(failure, spec, account),
+                };
             }
 
             var log = new OutputLog(Store.LogPath(id), Options.LogSizeLimitBytes, LogWatcher);

@@ -32,4 +32,7 @@ public enum JobStartFailure
 
     /// <summary>Every id of the per-owner range is allocated: a new owner cannot get a uid of its own.</summary>
     UserIdsExhausted,
+
+    /// <summary>The job's supervisor ended (was killed) before it reported whether the job started; the start is undone.</summary>
+    SupervisorLost,
 }

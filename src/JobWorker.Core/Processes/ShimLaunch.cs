@@ -101,7 +101,8 @@ internal static class ShimLaunch
                 continue;
             }
 
-            return new Interop.Spawn.ShimReport { Step = (int)Interop.Spawn.Step.ShimState, Error = errno == 0 ? Interop.EIO : errno, Pid = -1 };
+            // No report at all: the supervisor ended (or its pipe failed) before it said whether the job started.
+            return new Interop.Spawn.ShimReport { Step = (int)Interop.Spawn.Step.ShimLost, Error = errno, Pid = -1 };
         }
 
         return report;
