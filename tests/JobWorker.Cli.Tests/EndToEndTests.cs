@@ -313,6 +313,28 @@ public sealed partial class EndToEndTests(ServerFixture server) : IClassFixture<
     }
 
     [Fact(Timeout = 60_000)]
+    public async Task List_ExpiredClientCertificate_Exit4SaysWhenItExpired()
+    {
+        using var dir = new TempDirectory();
+        using var ca = CertificateAuthority.Load(server.Pki.CaCertificate, server.Pki.CaKey);
+        // Valid from the CA's own start (a few minutes ago) to a minute ago.
+        using var expired = ca.IssueClient(
+            new ClientIdentity(ServerFixture.Alice, Roles.User),
+            new CertificateOptions { NotBefore = new DateTimeOffset(ca.Certificate.NotBefore.ToUniversalTime()), NotAfter = DateTimeOffset.UtcNow.AddMinutes(-1) });
+        var cert = Path.Combine(dir.Path, "alice.crt");
+        var key = Path.Combine(dir.Path, "alice.key");
+        PemFiles.WriteCertificate(expired, cert);
+        PemFiles.WritePrivateKey(expired, key);
+
+        var result = await WorkerProcess.RunAsync(["--server", server.Address.ToString(), "--cert", cert, "--key", key, "--ca", server.Pki.CaCertificate, "list"], null, TestContext.Current.CancellationToken);
+
+        WorkerResult.AssertExit(4, result);
+        var expected = $"refused the client certificate {cert} (it expired at {expired.NotAfter.ToUniversalTime():u}; renew it)";
+        Assert.True(result.Stderr.Contains(expected, StringComparison.Ordinal), $"expected '{expected}' in: {result.Stderr}");
+        Assert.Single(result.Stderr.Trim().Split('\n'));
+    }
+
+    [Fact(Timeout = 60_000)]
     public async Task List_CertificateOfTheCaWithoutARole_Exit4RefusedAtTheHandshake()
     {
         // Signed by the server's CA but with no role the server knows: it is refused during the TLS handshake, before

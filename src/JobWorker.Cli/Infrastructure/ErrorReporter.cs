@@ -1,5 +1,7 @@
 using System.Net.Sockets;
 using System.Security.Authentication;
+using System.Security.Cryptography;
+using System.Security.Cryptography.X509Certificates;
 using Grpc.Core;
 using JobWorker.Cli.Connection;
 
@@ -164,10 +166,43 @@ internal static class ErrorReporter
 
         if (chain.OfType<IOException>().Any() || chain.OfType<HttpRequestException>().Any())
         {
-            return $"the server at {server} closed the connection: it refused the client certificate {settings?.CertPath} (not issued by its CA, expired, or revoked), or it stopped. ({Innermost(chain[^1])})";
+            return $"the server at {server} closed the connection: it refused the client certificate {settings?.CertPath} ({WhyRefused(settings?.CertPath)}), or it stopped. ({Innermost(chain[^1])})";
         }
 
         return $"cannot talk to {server}: {rpc.Status.Detail}";
+    }
+
+    /// <summary>Why the server may have refused the certificate: its validity by this machine's clock when that
+    /// explains it (the server checks its own), else the usual causes.</summary>
+    private static string WhyRefused(string? certPath)
+    {
+        const string Usual = "not issued by its CA, expired, or revoked";
+        if (certPath is null)
+        {
+            return Usual;
+        }
+
+        var certificates = new X509Certificate2Collection();
+        try
+        {
+            certificates.ImportFromPemFile(certPath);
+            var now = DateTime.UtcNow;
+            return certificates.Count == 0 ? Usual
+                : certificates[0].NotAfter.ToUniversalTime() < now ? $"it expired at {certificates[0].NotAfter.ToUniversalTime():u}; renew it"
+                : certificates[0].NotBefore.ToUniversalTime() > now ? $"it is not valid before {certificates[0].NotBefore.ToUniversalTime():u}; check this machine's clock"
+                : Usual;
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException or CryptographicException or ArgumentException)
+        {
+            return Usual;
+        }
+        finally
+        {
+            foreach (var certificate in certificates)
+            {
+                certificate.Dispose();
+            }
+        }
     }
 
     private static IEnumerable<Exception> Chain(Exception? exception)
