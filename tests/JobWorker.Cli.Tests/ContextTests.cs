@@ -208,6 +208,22 @@ public sealed class ContextTests(ServerFixture server) : IClassFixture<ServerFix
     }
 
     [Fact(Timeout = 60_000)]
+    public async Task ContextAdd_TenAtOnce_EveryContextIsKept()
+    {
+        // Each add reads the file, changes it and renames a new one over it: without a lock, adds that overlap lose
+        // each other's context.
+        using var home = new TempDirectory();
+        var adds = Enumerable.Range(0, 10).Select(i => WorkerAsync(home, ["context", "add", $"c{i}", "--server", $"127.0.0.1:{7000 + i}"])).ToList();
+        var results = await Task.WhenAll(adds);
+
+        Assert.All(results, r => WorkerResult.AssertExit(0, r));
+        var file = Path.Combine(home.Path, "jobworker", "client.json");
+        var json = JsonNode.Parse(await File.ReadAllTextAsync(file, TestContext.Current.CancellationToken))!;
+        Assert.Equal(Enumerable.Range(0, 10).Select(i => $"c{i}").Order(), json["contexts"]!.AsObject().Select(p => p.Key).Order());
+        Assert.Equal(["client.json"], Directory.GetFileSystemEntries(Path.Combine(home.Path, "jobworker")).Select(Path.GetFileName));
+    }
+
+    [Fact(Timeout = 60_000)]
     public async Task CertsInit_ExistingContexts_WritesItsOwnAndKeepsTheOthers()
     {
         using var home = new TempDirectory();

@@ -98,6 +98,7 @@ internal sealed class ContextAddCommand : VerbCommand
         CheckPem(entry);
 
         var path = ContextCommand.ConfigPath(Context, parseResult);
+        using var configLock = ClientConfigFile.Lock(path, create: true);
         var config = ClientConfigFile.LoadOrEmpty(path);
         config.Contexts ??= new(StringComparer.Ordinal);
         var replaced = config.Contexts.ContainsKey(name);
@@ -202,6 +203,7 @@ internal sealed class ContextUseCommand : VerbCommand
     {
         var name = parseResult.GetRequiredValue(_name);
         var path = ContextCommand.ConfigPath(Context, parseResult);
+        using var configLock = ClientConfigFile.Lock(path, create: false);
         var config = ClientConfigFile.LoadOrEmpty(path);
         if (config.Contexts?.ContainsKey(name) != true)
         {
@@ -277,6 +279,7 @@ internal sealed class ContextRemoveCommand : VerbCommand
     {
         var name = parseResult.GetRequiredValue(_name);
         var path = ContextCommand.ConfigPath(Context, parseResult);
+        using var configLock = ClientConfigFile.Lock(path, create: false);
         var config = ClientConfigFile.LoadOrEmpty(path);
         if (config.Contexts?.Remove(name) != true)
         {

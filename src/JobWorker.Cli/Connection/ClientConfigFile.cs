@@ -39,8 +39,42 @@ internal static class ClientConfigFile
         }
     }
 
+    /// <summary>
+    /// Locks the file against other <c>worker</c> commands until disposed: a read-modify-write inside the lock does
+    /// not lose a change another command makes at the same time. The file's directory is created first when
+    /// <paramref name="create"/>; otherwise a missing directory (so no file to change) needs no lock.
+    /// </summary>
+    public static IDisposable Lock(string path, bool create)
+    {
+        var directory = Path.GetDirectoryName(Path.GetFullPath(path)) ?? ".";
+        if (!create && !Directory.Exists(directory))
+        {
+            return EmptyDisposable.Instance;
+        }
+
+        try
+        {
+            Directory.CreateDirectory(directory, PrivateDirectory);
+        }
+        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
+        {
+            throw new CliException($"cannot create the directory of config file {path}: {ex.Message}");
+        }
+
+        return DirectoryLock.Take(directory, $"config file {path}");
+    }
+
     /// <summary>The file's content, or an empty config when there is no file yet.</summary>
     public static ClientConfig LoadOrEmpty(string path) => File.Exists(path) ? Load(path) : new ClientConfig();
+
+    private sealed class EmptyDisposable : IDisposable
+    {
+        public static readonly EmptyDisposable Instance = new();
+
+        public void Dispose()
+        {
+        }
+    }
 
     public static void Save(string path, ClientConfig config)
     {

@@ -21,6 +21,7 @@ internal static class DevPkiContexts
             Ca = layout.CaCertificate,
         };
 
+        using var configLock = ClientConfigFile.Lock(userConfig, create: true);
         ClientConfig config;
         try
         {
