@@ -194,7 +194,7 @@ public sealed partial class DurabilityTests
         var client = env.Client(await env.WaitForListeningAsync(server), TestServer.Alice);
         // The whole pool (two), so the start takes one of these and none started after this look.
         var idle = new List<int>();
-        for (var i = 0; i < 250 && idle.Count < 2; i++)
+        for (var i = 0; i < 750 && idle.Count < 2; i++)
         {
             idle = IdleSupervisors(server.Id);
             await Task.Delay(20, Token);
@@ -241,7 +241,7 @@ public sealed partial class DurabilityTests
         await using var env = await BinaryEnvironment.CreateAsync();
         var server = env.Start(launcher: [TestServer.TestProcess, "killed-at-pipe-size"]);
         var client = env.Client(await env.WaitForListeningAsync(server), TestServer.Alice);
-        for (var i = 0; i < 250 && IdleSupervisors(server.Id).Count < 2; i++)
+        for (var i = 0; i < 750 && IdleSupervisors(server.Id).Count < 2; i++)
         {
             await Task.Delay(20, Token);
         }
