@@ -98,23 +98,23 @@ internal sealed class ContextAddCommand : VerbCommand
         CheckPem(entry);
 
         var path = ContextCommand.ConfigPath(Context, parseResult);
-        using var configLock = ClientConfigFile.Lock(path, create: true);
-        var config = ClientConfigFile.LoadOrEmpty(path);
-        config.Contexts ??= new(StringComparer.Ordinal);
-        var replaced = config.Contexts.ContainsKey(name);
-        if (replaced && !parseResult.GetValue(_force))
+        bool replaced = false, makeCurrent = false;
+        ClientConfigFile.Update(path, create: true, config =>
         {
-            throw new CliException($"config file {path} has a context '{name}' already: pass --force to replace it, or 'worker context rm {name}' first");
-        }
+            config.Contexts ??= new(StringComparer.Ordinal);
+            replaced = config.Contexts.ContainsKey(name);
+            if (replaced && !parseResult.GetValue(_force))
+            {
+                throw new CliException($"config file {path} has a context '{name}' already: pass --force to replace it, or 'worker context rm {name}' first");
+            }
 
-        config.Contexts[name] = entry;
-        var makeCurrent = parseResult.GetValue(_use) || string.IsNullOrEmpty(config.CurrentContext) || !config.Contexts.ContainsKey(config.CurrentContext);
-        if (makeCurrent)
-        {
-            config.CurrentContext = name;
-        }
-
-        ClientConfigFile.Save(path, config);
+            config.Contexts[name] = entry;
+            makeCurrent = parseResult.GetValue(_use) || string.IsNullOrEmpty(config.CurrentContext) || !config.Contexts.ContainsKey(config.CurrentContext);
+            if (makeCurrent)
+            {
+                config.CurrentContext = name;
+            }
+        });
         Context.Notify(DisplayName, $"{(replaced ? "replaced" : "added")} context '{name}' in {path}{(makeCurrent ? "; it is the current context" : $"; use it with 'worker context use {name}' or --context {name}")}");
         return Task.FromResult(ExitCodes.Success);
     }
@@ -203,15 +203,15 @@ internal sealed class ContextUseCommand : VerbCommand
     {
         var name = parseResult.GetRequiredValue(_name);
         var path = ContextCommand.ConfigPath(Context, parseResult);
-        using var configLock = ClientConfigFile.Lock(path, create: false);
-        var config = ClientConfigFile.LoadOrEmpty(path);
-        if (config.Contexts?.ContainsKey(name) != true)
+        ClientConfigFile.Update(path, create: false, config =>
         {
-            throw ContextCommand.NotFound(name, path, config);
-        }
+            if (config.Contexts?.ContainsKey(name) != true)
+            {
+                throw ContextCommand.NotFound(name, path, config);
+            }
 
-        config.CurrentContext = name;
-        ClientConfigFile.Save(path, config);
+            config.CurrentContext = name;
+        });
         Context.Notify(DisplayName, $"the current context is '{name}'");
         return Task.FromResult(ExitCodes.Success);
     }
@@ -279,20 +279,20 @@ internal sealed class ContextRemoveCommand : VerbCommand
     {
         var name = parseResult.GetRequiredValue(_name);
         var path = ContextCommand.ConfigPath(Context, parseResult);
-        using var configLock = ClientConfigFile.Lock(path, create: false);
-        var config = ClientConfigFile.LoadOrEmpty(path);
-        if (config.Contexts?.Remove(name) != true)
+        var wasCurrent = false;
+        ClientConfigFile.Update(path, create: false, config =>
         {
-            throw ContextCommand.NotFound(name, path, config);
-        }
+            if (config.Contexts?.Remove(name) != true)
+            {
+                throw ContextCommand.NotFound(name, path, config);
+            }
 
-        var wasCurrent = config.CurrentContext == name;
-        if (wasCurrent)
-        {
-            config.CurrentContext = null;
-        }
-
-        ClientConfigFile.Save(path, config);
+            wasCurrent = config.CurrentContext == name;
+            if (wasCurrent)
+            {
+                config.CurrentContext = null;
+            }
+        });
         Context.Notify(DisplayName, wasCurrent
             ? $"removed context '{name}', the current one: no context is current now (choose one with 'worker context use NAME')"
             : $"removed context '{name}'");

@@ -40,11 +40,21 @@ internal static class ClientConfigFile
     }
 
     /// <summary>
-    /// Locks the file against other <c>worker</c> commands until disposed: a read-modify-write inside the lock does
-    /// not lose a change another command makes at the same time. The file's directory is created first when
-    /// <paramref name="create"/>; otherwise a missing directory (so no file to change) needs no lock.
+    /// Reads the file (<paramref name="load"/>, by default its content or an empty config), lets
+    /// <paramref name="change"/> modify it and writes it back, holding a lock against other <c>worker</c> commands
+    /// from the read to the rename, so a change another command makes at the same time is not lost. An exception from
+    /// <paramref name="change"/> writes nothing. The file's directory is created when <paramref name="create"/>;
+    /// otherwise a missing directory means there is no file, and <paramref name="change"/> sees an empty config.
     /// </summary>
-    public static IDisposable Lock(string path, bool create)
+    public static void Update(string path, bool create, Action<ClientConfig> change, Func<string, ClientConfig>? load = null)
+    {
+        using var fileLock = Lock(path, create);
+        var config = (load ?? LoadOrEmpty)(path);
+        change(config);
+        Save(path, config);
+    }
+
+    private static IDisposable Lock(string path, bool create)
     {
         var directory = Path.GetDirectoryName(Path.GetFullPath(path)) ?? ".";
         if (!create && !Directory.Exists(directory))

@@ -21,30 +21,33 @@ internal static class DevPkiContexts
             Ca = layout.CaCertificate,
         };
 
-        using var configLock = ClientConfigFile.Lock(userConfig, create: true);
-        ClientConfig config;
-        try
-        {
-            config = ClientConfigFile.LoadOrEmpty(userConfig);
-        }
-        catch (CliException)
-        {
-            // Only reached with --force (an existing file is refused otherwise): an unreadable file is replaced.
-            config = new ClientConfig();
-        }
-
         var userEntries = For(user);
-        config.Server = userEntries.Server;
-        config.Cert = userEntries.Cert;
-        config.Key = userEntries.Key;
-        config.Ca = userEntries.Ca;
-        config.Contexts ??= new(StringComparer.Ordinal);
-        config.Contexts[user] = userEntries;
-        config.Contexts[admin] = For(admin);
-        config.CurrentContext = user;
-        ClientConfigFile.Save(userConfig, config);
+        ClientConfigFile.Update(userConfig, create: true, config =>
+        {
+            config.Server = userEntries.Server;
+            config.Cert = userEntries.Cert;
+            config.Key = userEntries.Key;
+            config.Ca = userEntries.Ca;
+            config.Contexts ??= new(StringComparer.Ordinal);
+            config.Contexts[user] = userEntries;
+            config.Contexts[admin] = For(admin);
+            config.CurrentContext = user;
+        }, load: LoadOrReplace);
 
         var adminEntries = For(admin);
         ClientConfigFile.Save(adminConfig, new ClientConfig { Server = adminEntries.Server, Cert = adminEntries.Cert, Key = adminEntries.Key, Ca = adminEntries.Ca });
+    }
+
+    // Only reached with --force (an existing file is refused otherwise): an unreadable file is replaced.
+    private static ClientConfig LoadOrReplace(string path)
+    {
+        try
+        {
+            return ClientConfigFile.LoadOrEmpty(path);
+        }
+        catch (CliException)
+        {
+            return new ClientConfig();
+        }
     }
 }

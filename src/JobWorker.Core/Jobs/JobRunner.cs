@@ -384,7 +384,7 @@ public sealed class JobRunner : IAsyncDisposable
                     // group is killed below.
                     Interop.Spawn.Step.ShimLost => new JobStartException(
                         JobStartFailure.SupervisorLost,
-                        $"The job's supervisor{(report.ShimPid > 0 ? $" (pid {report.ShimPid})" : "")} ended before it reported whether the job started ({(endKind == 1 ? $"exit code {endCode}" : endKind == 2 ? $"signal {endCode}" : "unknown status")}); the start was undone.",
+                        $"The job's supervisor{(report.ShimPid > 0 ? $" (pid {report.ShimPid})" : "")} ended before it reported whether the job started ({HowItEnded(endKind, endCode)}); the start was undone.",
                         report.Error),
                     _ => SpawnFailure.ToException(failure, spec, account),
                 };
@@ -422,6 +422,10 @@ public sealed class JobRunner : IAsyncDisposable
             reportRead?.Dispose();
         }
     }
+
+    /// <summary>A process's end as <see cref="Interop.Spawn.PidfdWait"/> gives it (kind 1 exited, 2 signaled).</summary>
+    private static string HowItEnded(int kind, int code)
+        => kind switch { 1 => $"exit code {code}", 2 => $"signal {code}", _ => "unknown status" };
 
     /// <summary>
     /// Starts the job's supervisor now (none was started ahead): root, in the job's shim group, with no death signal
