@@ -11,19 +11,19 @@ namespace JobWorker.Cli.Connection;
 /// connection whose certificate has expired, so the follower's reconnection must present the renewed one.
 /// </summary>
 /// <remarks>
-/// A file is taken as changed when its size or modification time differs from the loaded one's (a rename into place
-/// changes both, or at least the time). A pair that does not load (the certificate renewed before its key) keeps the
-/// previous one, and is tried again on the next call.
+/// The files are compared by content (two small reads per call; a modification time can stay the same across a quick
+/// rewrite), as the server compares its own TLS files. A pair that does not load (a new key next to the old
+/// certificate) keeps the previous one, and is tried again on the next call.
 /// </remarks>
 internal sealed class ClientCredentials
 {
     private readonly string _certPath;
     private readonly string _keyPath;
     private readonly Lock _lock = new();
-    private (FileStamp Cert, FileStamp Key) _loaded;
+    private (byte[] Cert, byte[] Key) _loaded;
     private SslStreamCertificateContext _current;
 
-    private ClientCredentials(string certPath, string keyPath, (FileStamp, FileStamp) loaded, SslStreamCertificateContext current)
+    private ClientCredentials(string certPath, string keyPath, (byte[], byte[]) loaded, SslStreamCertificateContext current)
     {
         _certPath = certPath;
         _keyPath = keyPath;
@@ -47,10 +47,9 @@ internal sealed class ClientCredentials
     /// <exception cref="CliException">The files cannot be read or do not hold a certificate with its key.</exception>
     public static ClientCredentials Load(string certPath, string keyPath)
     {
-        var stamps = (FileStamp.Of(certPath), FileStamp.Of(keyPath));
         try
         {
-            return new ClientCredentials(certPath, keyPath, stamps, Create(certPath, keyPath));
+            return new ClientCredentials(certPath, keyPath, (Content(certPath), Content(keyPath)), Create(certPath, keyPath));
         }
         catch (Exception ex) when (ex is IOException or UnauthorizedAccessException or CryptographicException or ArgumentException)
         {
@@ -62,10 +61,10 @@ internal sealed class ClientCredentials
     /// <returns>Whether a new pair was loaded: connections opened from now on should present it.</returns>
     public bool Refresh()
     {
-        var stamps = (FileStamp.Of(_certPath), FileStamp.Of(_keyPath));
+        var contents = (Cert: Content(_certPath), Key: Content(_keyPath));
         lock (_lock)
         {
-            if (stamps == _loaded)
+            if (contents.Cert.AsSpan().SequenceEqual(_loaded.Cert) && contents.Key.AsSpan().SequenceEqual(_loaded.Key))
             {
                 return false;
             }
@@ -73,7 +72,7 @@ internal sealed class ClientCredentials
             try
             {
                 _current = Create(_certPath, _keyPath);
-                _loaded = stamps;
+                _loaded = contents;
                 return true;
             }
             catch (Exception ex) when (ex is IOException or UnauthorizedAccessException or CryptographicException or ArgumentException)
@@ -88,12 +87,16 @@ internal sealed class ClientCredentials
     private static SslStreamCertificateContext Create(string certPath, string keyPath)
         => SslStreamCertificateContext.Create(X509Certificate2.CreateFromPemFile(certPath, keyPath), additionalCertificates: null, offline: true);
 
-    private readonly record struct FileStamp(long Length, DateTime Modified)
+    /// <summary>A file's bytes, or none when it cannot be read now (mid-rename, say: the next call looks again).</summary>
+    private static byte[] Content(string path)
     {
-        public static FileStamp Of(string path)
+        try
         {
-            var info = new FileInfo(path);
-            return info.Exists ? new FileStamp(info.Length, info.LastWriteTimeUtc) : default;
+            return File.ReadAllBytes(path);
+        }
+        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
+        {
+            return [];
         }
     }
 }
