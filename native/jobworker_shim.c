@@ -60,7 +60,10 @@
 #endif
 
 #define PIPE_SIZE (1 << 20)
-#define CHUNK (1 << 20)
+/* The most one splice moves. A splice holds the pipe's lock while it copies into the log, so the job cannot write
+ * meanwhile: with a chunk as large as the pipe the writer and the drain take turns (measured 0.86-0.98x `cat`);
+ * with half the pipe the job refills the other half while the drain copies (1.32-1.75x). docs/benchmarks-output.md. */
+#define CHUNK (PIPE_SIZE / 2)
 /* After the job's group is empty every writer is gone, so EOF is due at once; a process outside the group
  * could only hold the pipe if it was passed over a unix socket (or moved out of the group), and we do not wait
  * for it forever: after EOFMS (argv) reading stops and the job's end is recorded as output_incomplete. */
