@@ -9,7 +9,9 @@ namespace JobWorker.Bench.Server;
 
 /// <summary>
 /// ListJobs with many jobs: one page of 100 (the first, and one from the middle by its page token) against GetJob of
-/// one job, same server, same connection, rounds interleaved. The jobs are ended jobs' records written into the state
+/// one job, same server, same connection, rounds interleaved. Beside them the bare service (no identity, policy or
+/// Core) answers with the same status and page as prepared messages, and with the page's size in one string field:
+/// what carrying them costs, with and without the entries' messages. The jobs are ended jobs' records written into the state
 /// directory before the server starts, which loads them as after a restart.
 /// </summary>
 internal static class ListLatency
@@ -48,9 +50,13 @@ internal static class ListLatency
         }
     }
 
-    public static async Task RunAsync(Protocol.V1.JobWorker.JobWorkerClient client, int jobs, int calls)
+    public static async Task RunAsync(Protocol.V1.JobWorker.JobWorkerClient client, Protocol.V1.JobWorker.JobWorkerClient bare, int jobs, int calls)
     {
         var first = await client.ListJobsAsync(new ListJobsRequest { PageSize = 100 });
+        // The bare service answers with the same messages: what carrying this page and one status over gRPC costs.
+        BareService.Page = first;
+        BareService.Blob = new ListJobsResponse { NextPageToken = new string('x', first.CalculateSize() - 3) };
+        BareService.Status = (await client.GetJobAsync(new GetJobRequest { JobId = first.Jobs[0].JobId })).Job;
         var middleToken = first.NextPageToken;
         // Walk to the middle of the listing for a page that starts mid-index.
         var walked = await WalkAsync(client, jobs / 2);
@@ -66,17 +72,26 @@ internal static class ListLatency
             await client.GetJobAsync(getJob);
             await client.ListJobsAsync(firstPage);
             await client.ListJobsAsync(middlePage);
+            await bare.GetJobAsync(getJob);
+            await bare.ListJobsAsync(firstPage);
         }
 
         var get = new List<double>();
         var listFirst = new List<double>();
         var listMiddle = new List<double>();
+        var bareGet = new List<double>();
+        var bareList = new List<double>();
+        var bareBlob = new List<double>();
+        var blobPage = new ListJobsRequest { PageToken = "blob" };
         var perRound = calls / Rounds;
         for (var round = 0; round < Rounds; round++)
         {
             get.AddRange(await MeasureAsync(() => client.GetJobAsync(getJob).ResponseAsync, perRound));
             listFirst.AddRange(await MeasureAsync(() => client.ListJobsAsync(firstPage).ResponseAsync, perRound));
             listMiddle.AddRange(await MeasureAsync(() => client.ListJobsAsync(middlePage).ResponseAsync, perRound));
+            bareGet.AddRange(await MeasureAsync(() => bare.GetJobAsync(getJob).ResponseAsync, perRound));
+            bareList.AddRange(await MeasureAsync(() => bare.ListJobsAsync(firstPage).ResponseAsync, perRound));
+            bareBlob.AddRange(await MeasureAsync(() => bare.ListJobsAsync(blobPage).ResponseAsync, perRound));
         }
 
         var all = Stopwatch.StartNew();
@@ -88,7 +103,14 @@ internal static class ListLatency
         Console.WriteLine("| call | p50 | p99 | p50 vs GetJob |");
         Console.WriteLine("|---|---:|---:|---:|");
         Console.WriteLine(FormattableString.Invariant($"| GetJob | {g50:0.000} ms | {g99:0.000} ms | 1.00x |"));
-        foreach (var (name, values) in new[] { ("ListJobs, first page of 100", listFirst), ("ListJobs, a middle page of 100 (page token)", listMiddle) })
+        foreach (var (name, values) in new[]
+        {
+            ("ListJobs, first page of 100", listFirst),
+            ("ListJobs, a middle page of 100 (page token)", listMiddle),
+            ("bare service: GetJob's status, prepared", bareGet),
+            ("bare service: the first page, prepared", bareList),
+            ("bare service: as many bytes in one string field", bareBlob),
+        })
         {
             Console.WriteLine(FormattableString.Invariant($"| {name} | {Percentile(values, 0.5):0.000} ms | {Percentile(values, 0.99):0.000} ms | {Percentile(values, 0.5) / g50:0.00}x |"));
         }

@@ -93,7 +93,7 @@ try
 
     if (listMode)
     {
-        await ListLatency.RunAsync(real, listJobs, listCalls);
+        await ListLatency.RunAsync(real, baseline, listJobs, listCalls);
         return 0;
     }
 

@@ -177,6 +177,8 @@ public static class ServerApp
         // After routing (added first by WebApplication): the limiter needs the endpoint to know the method's policy.
         app.UseRateLimiter();
         app.MapGrpcService<JobWorkerService>();
+        // Answers ListJobs instead of the generated binding mapped above (same route, lower order wins).
+        app.MapGrpcService<ListJobsEndpoint>().Add(endpoint => ((RouteEndpointBuilder)endpoint).Order = -1);
         app.MapGrpcHealthChecksService();
         app.MapGrpcReflectionService();
         app.Lifetime.ApplicationStarted.Register(() => LogStarted(app, options));

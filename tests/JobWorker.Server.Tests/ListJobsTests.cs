@@ -225,6 +225,28 @@ public sealed class ListJobsTests : IAsyncLifetime
         await client.StopJobAsync(new StopJobRequest { JobId = shortJob.JobId }, cancellationToken: Token);
     }
 
+    [Fact(Timeout = 60_000)]
+    public async Task ListJobs_EntryWhileRunningAndAfterTheEnd_SameAsGetJob()
+    {
+        var client = _server.Client(TestServer.Alice);
+        var job = await _server.StartTestProcessAsync(TestServer.Alice, "sleep", "30");
+
+        var running = Assert.Single(await ListAllAsync(client, new ListJobsRequest()), j => j.JobId == job.JobId);
+        Assert.Equal(JobState.Running, running.State);
+        Assert.Equal(job.Pid, running.Pid);
+        Assert.Null(running.EndedAt);
+
+        await client.StopJobAsync(new StopJobRequest { JobId = job.JobId }, cancellationToken: Token);
+        var full = (await client.GetJobAsync(new GetJobRequest { JobId = job.JobId }, cancellationToken: Token)).Job;
+        // An ended job's entry is encoded once and reused: the first listing after the end and a later one both
+        // carry the final status, exactly as GetJob has it (its args are short, so nothing is cut).
+        var ended = Assert.Single(await ListAllAsync(client, new ListJobsRequest()), j => j.JobId == job.JobId);
+        var again = Assert.Single(await ListAllAsync(client, new ListJobsRequest()), j => j.JobId == job.JobId);
+        Assert.Equal(JobState.Stopped, full.State);
+        Assert.Equal(full, ended);
+        Assert.Equal(full, again);
+    }
+
     private static async Task<List<JobStatus>> ListAllAsync(global::JobWorker.Protocol.V1.JobWorker.JobWorkerClient client, ListJobsRequest request)
     {
         var jobs = new List<JobStatus>();

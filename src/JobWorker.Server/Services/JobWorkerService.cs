@@ -137,38 +137,6 @@ public sealed class JobWorkerService : Proto.JobWorker.JobWorkerBase
         return Task.FromResult(new GetJobResponse { Job = StatusMapper.ToProto(job) });
     }
 
-    public override Task<ListJobsResponse> ListJobs(ListJobsRequest request, ServerCallContext context)
-    {
-        var caller = CallerIdentity.Get(context);
-        var mayListOthers = AuthorizationPolicy.IsAllowed(caller.Role, JobOperation.List, Ownership.Other);
-        if (request.Owner.Length > 0 && !AuthorizationPolicy.IsAllowed(caller, JobOperation.List, request.Owner))
-        {
-            throw new RpcException(new Status(StatusCode.PermissionDenied, $"role '{caller.Role}' may list only its own jobs, not those of '{RequestValidator.Printable(request.Owner, 64)}'"));
-        }
-
-        var response = new ListJobsResponse();
-        if (!AuthorizationPolicy.IsAllowed(caller.Role, JobOperation.List, Ownership.Own))
-        {
-            return Task.FromResult(response);
-        }
-
-        var query = ListQuery.Parse(request, caller, mayListOthers);
-        // One more than a page: whether another page follows, without an empty last page.
-        var jobs = _host.Runner.ListJobs(query.After, query.PageSize + 1, query.Matches);
-        var count = Math.Min(jobs.Count, query.PageSize);
-        for (var i = 0; i < count; i++)
-        {
-            response.Jobs.Add(StatusMapper.ToListEntry(jobs[i]));
-        }
-
-        if (jobs.Count > query.PageSize)
-        {
-            response.NextPageToken = query.TokenAfter(jobs[count - 1]);
-        }
-
-        return Task.FromResult(response);
-    }
-
     [EnableRateLimiting(RateLimits.OutputStreamPolicy)]
     public override async Task StreamOutput(StreamOutputRequest request, IServerStreamWriter<StreamOutputResponse> responseStream, ServerCallContext context)
     {

@@ -1,5 +1,6 @@
 using System.Runtime.CompilerServices;
 using System.Text;
+using Google.Protobuf;
 using Google.Protobuf.Collections;
 using Google.Protobuf.WellKnownTypes;
 using JobWorker.Core.Jobs;
@@ -15,13 +16,15 @@ public static class StatusMapper
 
     public static Proto.JobStatus ToProto(Job job) => ToProto(job, job.Status);
 
-    // An ended job's entry never changes: built once, it is shared by every later listing (messages are only read
-    // once built) and collected with the job.
-    private static readonly ConditionalWeakTable<Job, Proto.JobStatus> EndedEntries = new();
+    // An ended job's entry never changes: encoded once, the bytes are copied into every later page (ListJobsPage)
+    // and collected with the job.
+    private static readonly ConditionalWeakTable<Job, byte[]> EndedEntries = new();
 
-    /// <summary>A ListJobs entry: the status with at most <see cref="ListArgsByteLimit"/> bytes of args.</summary>
-    /// <remarks>The entry of an ended job is shared: callers must not modify it.</remarks>
-    public static Proto.JobStatus ToListEntry(Job job)
+    /// <summary>
+    /// A ListJobs entry, encoded: the status with at most <see cref="ListArgsByteLimit"/> bytes of args.
+    /// </summary>
+    /// <remarks>The encoding of an ended job is shared: callers must not modify it.</remarks>
+    public static byte[] EncodeListEntry(Job job)
     {
         ArgumentNullException.ThrowIfNull(job);
         if (EndedEntries.TryGetValue(job, out var cached))
@@ -30,7 +33,7 @@ public static class StatusMapper
         }
 
         var status = job.Status;
-        var entry = ToProto(job, status, ListArgsByteLimit);
+        var entry = ToProto(job, status, ListArgsByteLimit).ToByteArray();
         if (status.HasEnded)
         {
             EndedEntries.TryAdd(job, entry);
