@@ -121,6 +121,19 @@ public sealed class ValidationTests : IAsyncLifetime
     }
 
     [Fact(Timeout = 30_000)]
+    public async Task ListJobs_UnknownField_InvalidArgumentNamingIt()
+    {
+        // ListJobs is bound by hand (ListJobsEndpoint); the interceptor's checks apply to it as to the others.
+        var client = _server.Client(TestServer.Alice);
+        var bytes = new ListJobsRequest { PageSize = 5 }.ToByteArray().Concat(new byte[] { (15 << 3) | 0, 1 }).ToArray();
+
+        var e = await Assert.ThrowsAsync<RpcException>(async () => await client.ListJobsAsync(ListJobsRequest.Parser.ParseFrom(bytes), cancellationToken: Token));
+
+        Assert.Equal(StatusCode.InvalidArgument, e.StatusCode);
+        Assert.Contains("unknown field number 15", e.Status.Detail, StringComparison.Ordinal);
+    }
+
+    [Fact(Timeout = 30_000)]
     public async Task StartJob_UnavailableController_FailedPreconditionNamingController()
     {
         Assert.SkipWhen(File.ReadAllText(Path.Combine(_server.CgroupRoot, "cgroup.controllers")).Contains("memory", StringComparison.Ordinal),
