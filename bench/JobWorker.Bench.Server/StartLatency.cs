@@ -26,6 +26,9 @@ internal static partial class StartLatency
         var unary = new List<double>();
         var spawn = new List<double>();
         var warmup = Math.Max(20, iterations / 10);
+        // JOBWORKER_BENCH_PHASES=1: where the time goes, from the spans (creating them costs a few µs per start, so
+        // the headline figures come from runs without it).
+        using var phases = Environment.GetEnvironmentVariable("JOBWORKER_BENCH_PHASES") == "1" ? new PhaseRecorder() : null;
         for (var i = 0; i < warmup + iterations; i++)
         {
             var record = i >= warmup;
@@ -40,14 +43,17 @@ internal static partial class StartLatency
 
             var p = PosixSpawnToMain(target);
 
+            phases?.Clear();
             t0 = Stopwatch.GetTimestamp();
             var job = (await real.StartJobAsync(new StartJobRequest { Command = target })).Job;
             var a = Stopwatch.GetElapsedTime(t0).TotalMilliseconds;
             var printed = await ReadAllAsync(real, job.JobId);
             await real.RemoveJobAsync(new RemoveJobRequest { JobId = job.JobId });
-            var m = (long.Parse(printed, CultureInfo.InvariantCulture) - t0) / 1e6;
+            var mainAt = long.Parse(printed, CultureInfo.InvariantCulture);
+            var m = (mainAt - t0) / 1e6;
             if (record)
             {
+                phases?.Keep(t0, mainAt);
                 unary.Add(u);
                 spawn.Add(p);
                 answered.Add(a);
@@ -67,6 +73,90 @@ internal static partial class StartLatency
         Row("**StartJob → target main()**", main, floor);
         Console.WriteLine();
         Console.WriteLine(FormattableString.Invariant($"StartJob → main(): p90/p50 = {Percentile(main, 90) / Percentile(main, 50):0.00}"));
+        phases?.Print();
+    }
+
+    /// <summary>Each span's start and end on the Stopwatch clock, per start; printed as medians from the call.</summary>
+    private sealed class PhaseRecorder : IDisposable
+    {
+        private readonly ActivityListener _listener;
+        private readonly List<(string Name, long Start, long End)> _current = [];
+        private readonly Dictionary<string, (List<double> From, List<double> Took)> _kept = [];
+        private readonly List<double> _spawnEndToMain = [];
+        private int _pooled;
+        private int _direct;
+
+        public PhaseRecorder()
+        {
+            _listener = new ActivityListener
+            {
+                ShouldListenTo = source => source.Name.StartsWith("JobWorker", StringComparison.Ordinal),
+                Sample = (ref ActivityCreationOptions<ActivityContext> _) => ActivitySamplingResult.AllData,
+                ActivityStarted = a => a.SetCustomProperty("bench.start", Stopwatch.GetTimestamp()),
+                ActivityStopped = a =>
+                {
+                    if (a.OperationName == "spawn")
+                    {
+                        _ = a.GetTagItem("jobworker.supervisor.pooled") is true ? Interlocked.Increment(ref _pooled) : Interlocked.Increment(ref _direct);
+                    }
+
+                    lock (_current)
+                    {
+                        _current.Add((a.OperationName, (long)a.GetCustomProperty("bench.start")!, Stopwatch.GetTimestamp()));
+                    }
+                },
+            };
+            ActivitySource.AddActivityListener(_listener);
+        }
+
+        public void Clear()
+        {
+            lock (_current)
+            {
+                _current.Clear();
+            }
+        }
+
+        public void Keep(long call, long main)
+        {
+            lock (_current)
+            {
+                foreach (var (name, start, end) in _current)
+                {
+                    if (!_kept.TryGetValue(name, out var lists))
+                    {
+                        _kept[name] = lists = ([], []);
+                    }
+
+                    lists.From.Add((start - call) / 1e6);
+                    lists.Took.Add((end - start) / 1e6);
+                    if (name == "spawn")
+                    {
+                        _spawnEndToMain.Add((main - end) / 1e6);
+                    }
+                }
+            }
+        }
+
+        public void Print()
+        {
+            Console.WriteLine();
+            Console.WriteLine("| span | starts after the call (p50) | takes (p50) |");
+            Console.WriteLine("|---|---:|---:|");
+            foreach (var (name, (from, took)) in _kept.OrderBy(k => Percentile(k.Value.From, 50)))
+            {
+                Console.WriteLine(FormattableString.Invariant($"| {name} | {Percentile(from, 50):0.000} ms | {Percentile(took, 50):0.000} ms |"));
+            }
+
+            if (_spawnEndToMain.Count > 0)
+            {
+                Console.WriteLine(FormattableString.Invariant($"| (target main() after the spawn span ends) | | {Percentile(_spawnEndToMain, 50):0.000} ms |"));
+            }
+
+            Console.WriteLine(FormattableString.Invariant($"\nsupervisor started ahead: {_pooled} starts; started directly: {_direct} (warm-up included)"));
+        }
+
+        public void Dispose() => _listener.Dispose();
     }
 
     private static void Row(string name, List<double> values, double floor)
