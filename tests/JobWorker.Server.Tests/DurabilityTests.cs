@@ -278,6 +278,47 @@ public sealed partial class DurabilityTests
         await server.WaitForExitAsync(Token);
     }
 
+    [Fact(Timeout = 60_000)]
+    public async Task SupervisorStartedDirectlyKilledBeforeItsReport_StartFailsNamingItAndLeavesNothingBehind()
+    {
+        // No supervisors started ahead: each start executes its own, and the same filter kills it right before it
+        // starts the job. The server reads the end of its report pipe instead of a report.
+        await using var env = await BinaryEnvironment.CreateAsync();
+        var server = env.Start(launcher: [TestServer.TestProcess, "killed-at-pipe-size"], extraArgs: ["--JobWorker:SupervisorPoolSize", "0"]);
+        var client = env.Client(await env.WaitForListeningAsync(server), TestServer.Alice);
+
+        for (var i = 0; i < 2; i++)
+        {
+            var refused = await Assert.ThrowsAsync<RpcException>(async () => await client.StartJobAsync(Shell("echo never"), cancellationToken: Token));
+            Assert.Equal(StatusCode.Internal, refused.StatusCode);
+            Assert.StartsWith("the server could not set up the job (SupervisorLost)", refused.Status.Detail, StringComparison.Ordinal);
+        }
+
+        await env.WaitForLineAsync(DirectSupervisorLost());
+        Assert.Empty(IdleSupervisors(server.Id));
+        Assert.Empty(await ListAllAsync(client));
+        Assert.Empty(Directory.EnumerateFileSystemEntries(Path.Combine(env.Directory, "state", "jobs")));
+        Assert.False(Directory.Exists(Path.Combine(env.CgroupRoot, "users", TestServer.Alice)), "alice's user group is left behind");
+        var children = new List<int>();
+        for (var i = 0; i < 250; i++)
+        {
+            children = [.. Children(server.Id)];
+            if (children.Count == 0)
+            {
+                break;
+            }
+
+            await Task.Delay(20, Token);
+        }
+
+        Assert.True(children.Count == 0, "children of the server: " + string.Join(" | ", children.Select(pid => ReadProc(pid, "stat"))));
+        server.Kill();
+        await server.WaitForExitAsync(Token);
+    }
+
+    [GeneratedRegex(@"The job's supervisor ended before it reported whether the job started \(signal 31\); the start was undone")]
+    private static partial Regex DirectSupervisorLost();
+
     [GeneratedRegex(@"supervisor \(pid \d+\) ended before it reported whether the job started \(signal 31\); the start was undone")]
     private static partial Regex PooledCopyLost();
 

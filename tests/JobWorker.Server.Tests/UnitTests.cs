@@ -17,6 +17,18 @@ public sealed class UnitTests
 {
     private readonly RequestValidator _validator = new(new ServerOptions { MaxArguments = 4, MaxArgumentBytes = 200, MaxEnvironmentVariables = 2 });
 
+    [Theory]
+    [InlineData(-1)]
+    [InlineData(65)]
+    public void ServerOptions_SupervisorPoolSizeOutOfRange_NamedWithItsRange(int size)
+    {
+        var errors = new ServerOptions { SupervisorPoolSize = size }.Validate();
+
+        Assert.Contains($"JobWorker:SupervisorPoolSize must be between 0 (start each supervisor with its job) and 64 (is {size})", errors);
+        Assert.DoesNotContain(errors, e => e.Contains("SupervisorPoolSize", StringComparison.Ordinal) && !e.EndsWith($"(is {size})", StringComparison.Ordinal));
+        Assert.DoesNotContain(new ServerOptions { SupervisorPoolSize = 0 }.Validate(), e => e.Contains("SupervisorPoolSize", StringComparison.Ordinal));
+    }
+
     [Fact]
     public void ToSpec_ValidRequest_BuildsSpecOwnedByCaller()
     {

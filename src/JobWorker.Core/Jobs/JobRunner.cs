@@ -146,6 +146,11 @@ public sealed class JobRunner : IAsyncDisposable
             throw new ArgumentException("User and Group must name a user and group (or numeric ids).", nameof(options));
         }
 
+        if (options.SupervisorPoolSize is < 0 or > JobRunnerOptions.MaxSupervisorPoolSize)
+        {
+            throw new ArgumentException($"SupervisorPoolSize must be between 0 (start each supervisor with its job) and {JobRunnerOptions.MaxSupervisorPoolSize}, not {options.SupervisorPoolSize}.", nameof(options));
+        }
+
         if (options.DefaultStopGrace < TimeSpan.Zero)
         {
             throw new ArgumentException($"DefaultStopGrace must not be negative, not {options.DefaultStopGrace}.", nameof(options));

@@ -82,8 +82,12 @@ public sealed record JobRunnerOptions
     internal TimeSpan OutputEofTimeout { get; init; } = TimeSpan.FromSeconds(10);
 
     /// <summary>
-    /// How many job supervisors are kept started ahead of their jobs (0: start each with its job). One is enough
-    /// for starts one after another; a burst beyond the pool starts the rest directly. Default 2.
+    /// How many job supervisors are kept started ahead of their jobs (0: start each with its job), at most
+    /// <see cref="MaxSupervisorPoolSize"/>. One is enough for starts one after another; a burst beyond the pool starts
+    /// the rest directly. Each idle one is a small process of the server's, waiting on a pipe. Default 2.
     /// </summary>
-    internal int SupervisorPoolSize { get; init; } = 2;
+    public int SupervisorPoolSize { get; init; } = 2;
+
+    /// <summary>The largest <see cref="SupervisorPoolSize"/>.</summary>
+    public const int MaxSupervisorPoolSize = 64;
 }

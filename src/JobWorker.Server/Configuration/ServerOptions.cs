@@ -103,6 +103,10 @@ public sealed class ServerOptions
     /// <summary>Running jobs one user may have at once; more answer ResourceExhausted. 0 = no cap.</summary>
     public int MaxRunningJobsPerUser { get; set; } = 100;
 
+    /// <summary>Job supervisors kept started ahead of their jobs, so a start does not wait for one to be executed
+    /// (0 = start each with its job). See docs/design-durability.md.</summary>
+    public int SupervisorPoolSize { get; set; } = 2;
+
     /// <summary>Largest number of arguments (argv after the command).</summary>
     public int MaxArguments { get; set; } = 4096;
 
@@ -170,6 +174,11 @@ public sealed class ServerOptions
         {
             errors.Add($"{Section}:StartRequestIdRetention {StartRequestIdRetention} must be more than 0 and at most 1 day");
         }
+        if (SupervisorPoolSize is < 0 or > JobRunnerOptions.MaxSupervisorPoolSize)
+        {
+            errors.Add($"{Section}:SupervisorPoolSize must be between 0 (start each supervisor with its job) and {JobRunnerOptions.MaxSupervisorPoolSize} (is {SupervisorPoolSize})");
+        }
+
         if (MaxRunningJobsPerUser < 0)
         {
             errors.Add($"{Section}:MaxRunningJobsPerUser must be 0 (no cap) or positive");

@@ -193,6 +193,7 @@ public sealed class JobRunnerHost : IHostedLifecycleService, IAsyncDisposable
             UserLimitsByUser = _limits.UserCgroupLimitsByUser(),
             ServerMemoryMinBytes = _limits.Server.MemoryMinBytes,
             ServerMemoryLowBytes = _limits.Server.MemoryLowBytes,
+            SupervisorPoolSize = _options.SupervisorPoolSize,
             Logger = _logger,
         });
         CheckDefaultsEnforceable(_runner);
