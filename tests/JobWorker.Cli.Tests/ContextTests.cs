@@ -1,3 +1,4 @@
+using System.Diagnostics;
 using System.Net;
 using System.Net.Sockets;
 using System.Text.Json;
@@ -224,6 +225,46 @@ public sealed class ContextTests(ServerFixture server) : IClassFixture<ServerFix
     }
 
     [Fact(Timeout = 60_000)]
+    public async Task ContextAdd_ConfigLockedByAnotherProcess_GivesUpAfterTenSecondsNamingItAndChangesNothing()
+    {
+        using var home = new TempDirectory();
+        WorkerResult.AssertExit(0, await WorkerAsync(home, ["context", "add", "prod", "--server", "prod.example:50051"]));
+        var directory = Path.Combine(home.Path, "jobworker");
+        var file = Path.Combine(directory, "client.json");
+        var before = await File.ReadAllTextAsync(file, TestContext.Current.CancellationToken);
+
+        // Another process holds the lock (flock on the directory, as the CLI takes it) and does not let go: one
+        // process, so killing it releases the lock.
+        using var holder = Process.Start(new ProcessStartInfo("bash", ["-c", "exec 9<\"$0\" && flock --exclusive 9 && exec sleep 60", directory]))!;
+        try
+        {
+            // Held once a non-blocking attempt fails.
+            for (var i = 0; i < 200 && await ExitCodeAsync("flock", "--nonblock", directory, "true") == 0; i++)
+            {
+                await Task.Delay(50, TestContext.Current.CancellationToken);
+            }
+
+            var waited = Stopwatch.StartNew();
+            var refused = await WorkerAsync(home, ["context", "add", "staging", "--server", "staging.example:50051"]);
+            waited.Stop();
+
+            WorkerResult.AssertExit(1, refused);
+            Assert.Equal($"worker context add: another worker command has been changing config file {file} for 10 s; try again\n", refused.Stderr);
+            Assert.InRange(waited.Elapsed, TimeSpan.FromSeconds(9.5), TimeSpan.FromSeconds(30));
+            Assert.Equal(before, await File.ReadAllTextAsync(file, TestContext.Current.CancellationToken));
+        }
+        finally
+        {
+            holder.Kill();
+            await holder.WaitForExitAsync(TestContext.Current.CancellationToken);
+        }
+
+        // Once the holder is gone the same command goes through.
+        WorkerResult.AssertExit(0, await WorkerAsync(home, ["context", "add", "staging", "--server", "staging.example:50051"]));
+        Assert.Equal(["client.json"], Directory.GetFileSystemEntries(directory).Select(Path.GetFileName));
+    }
+
+    [Fact(Timeout = 60_000)]
     public async Task CertsInit_ExistingContexts_WritesItsOwnAndKeepsTheOthers()
     {
         using var home = new TempDirectory();
@@ -250,6 +291,13 @@ public sealed class ContextTests(ServerFixture server) : IClassFixture<ServerFix
         WorkerResult.AssertExit(0, start);
         using var json = JsonDocument.Parse(start.Stdout);
         return json.RootElement.GetProperty("owner").GetString()!;
+    }
+
+    private static async Task<int> ExitCodeAsync(string program, params string[] args)
+    {
+        using var process = Process.Start(new ProcessStartInfo(program, args))!;
+        await process.WaitForExitAsync(TestContext.Current.CancellationToken);
+        return process.ExitCode;
     }
 
     private static Task<WorkerResult> WorkerAsync(TempDirectory home, string[] args, Dictionary<string, string>? environment = null)
