@@ -71,6 +71,68 @@ public sealed class QuotaTests
     }
 
     [Fact(Timeout = 60_000)]
+    public async Task StartJob_RemoveOldestOverQuota_OldestEndedJobsMakeRoomRunningAndOtherUsersJobsStay()
+    {
+        await using var server = await TestServer.StartAsync(new Dictionary<string, string?>
+        {
+            ["JobWorker:Quotas:Default:MaxRetainedJobs"] = "2",
+            ["JobWorker:Retention:RemoveOldestOverQuota"] = "true",
+        }, Token);
+        var alice = server.Client(TestServer.Alice);
+        var bobs = await EndedJobAsync(server, TestServer.Bob);
+        var running = await server.StartTestProcessAsync(TestServer.Alice, "sleep", "30");
+        var oldest = await EndedJobAsync(server, TestServer.Alice);
+        var second = await EndedJobAsync(server, TestServer.Alice);
+
+        // Alice keeps 2 ended jobs, her quota: the start removes the oldest ended one instead of being refused.
+        var third = await EndedJobAsync(server, TestServer.Alice);
+        var fourth = await server.StartTestProcessAsync(TestServer.Alice, "exit", "0");
+
+        var listed = (await alice.ListJobsAsync(new ListJobsRequest(), cancellationToken: Token)).Jobs.Select(j => j.JobId).ToList();
+        Assert.Equal([running.JobId, third.JobId, fourth.JobId], listed);
+        foreach (var removed in new[] { oldest, second })
+        {
+            var e = await Assert.ThrowsAsync<RpcException>(async () => await alice.GetJobAsync(new GetJobRequest { JobId = removed.JobId }, cancellationToken: Token));
+            Assert.Equal(StatusCode.NotFound, e.StatusCode);
+            Assert.False(Directory.Exists(Path.Combine(server.Directory, "logs", "jobs", Guid.Parse(removed.JobId).ToString("N"))), "the removed job's directory (and log) stays");
+            Assert.Contains(server.Logs.Entries, l => l.EventId.Id == 132 && l.Message.StartsWith($"Removed job {Guid.Parse(removed.JobId)} of alice, the oldest of its ended jobs", StringComparison.Ordinal));
+        }
+
+        Assert.Equal(JobState.Running, (await alice.GetJobAsync(new GetJobRequest { JobId = running.JobId }, cancellationToken: Token)).Job.State);
+        Assert.Equal(bobs.JobId, Assert.Single((await server.Client(TestServer.Bob).ListJobsAsync(new ListJobsRequest(), cancellationToken: Token)).Jobs).JobId);
+        await alice.StopJobAsync(new StopJobRequest { JobId = running.JobId }, cancellationToken: Token);
+    }
+
+    [Fact(Timeout = 60_000)]
+    public async Task StartJob_RemoveOldestOverQuota_LogBytesMakeRoomButRunningLogsStillRefuse()
+    {
+        await using var server = await TestServer.StartAsync(new Dictionary<string, string?>
+        {
+            ["JobWorker:Quotas:Default:MaxLogBytes"] = "4096",
+            ["JobWorker:Retention:RemoveOldestOverQuota"] = "true",
+        }, Token);
+        var alice = server.Client(TestServer.Alice);
+        var first = await EndedJobAsync(server, TestServer.Alice, "print", "3000");
+        var second = await EndedJobAsync(server, TestServer.Alice, "print", "3000");
+
+        // 6000 bytes in two ended logs, over the quota of 4096: the oldest goes, 3000 stay, and the start goes through.
+        var started = await server.StartTestProcessAsync(TestServer.Alice, "print", "5000", "sleep", "30");
+        await WaitForLogAsync(alice, started.JobId, 5000);
+        var listed = (await alice.ListJobsAsync(new ListJobsRequest(), cancellationToken: Token)).Jobs.Select(j => j.JobId).ToList();
+
+        // Now the running job's own log holds more than the quota: removing the ended one could not make room, so it
+        // stays and the start is refused as without the setting (running jobs are never removed).
+        var refused = await Assert.ThrowsAsync<RpcException>(() => server.StartTestProcessAsync(TestServer.Alice, "exit", "0"));
+
+        Assert.Equal([second.JobId, started.JobId], listed);
+        Assert.DoesNotContain(first.JobId, listed);
+        Assert.Equal(StatusCode.ResourceExhausted, refused.StatusCode);
+        Assert.StartsWith("quota exceeded: the logs of user 'alice' hold 8000 bytes", refused.Status.Detail, StringComparison.Ordinal);
+        Assert.Equal([second.JobId, started.JobId], (await alice.ListJobsAsync(new ListJobsRequest(), cancellationToken: Token)).Jobs.Select(j => j.JobId));
+        await alice.StopJobAsync(new StopJobRequest { JobId = started.JobId }, cancellationToken: Token);
+    }
+
+    [Fact(Timeout = 60_000)]
     public async Task StartJob_RunningLogsCountTowardsTheLogByteQuota()
     {
         await using var server = await TestServer.StartAsync(new Dictionary<string, string?>

@@ -2,7 +2,8 @@ namespace JobWorker.Server.Configuration;
 
 /// <summary>
 /// How long ended jobs are kept, bound from <c>JobWorker:Retention</c>. An ended job, with its log, is removed once
-/// <see cref="EndedJobs"/> has passed since it ended; running jobs are never removed. See docs/operations.md.
+/// <see cref="EndedJobs"/> has passed since it ended, and (with <see cref="RemoveOldestOverQuota"/>) when a start
+/// needs its place under its owner's quota; running jobs are never removed. See docs/operations.md.
 /// </summary>
 public sealed class RetentionOptions
 {
@@ -10,6 +11,14 @@ public sealed class RetentionOptions
 
     /// <summary>How long an ended job is kept after it ended; empty keeps ended jobs until someone removes them.</summary>
     public TimeSpan? EndedJobs { get; set; } = TimeSpan.FromDays(7);
+
+    /// <summary>
+    /// What a start does when its user keeps as many ended jobs, or as many log bytes in them, as their quota allows
+    /// (<c>JobWorker:Quotas</c>): false refuses it (ResourceExhausted, naming the quota); true removes that user's
+    /// oldest ended jobs, with their logs, until the start fits, as a ring buffer keeps the newest. Running jobs are
+    /// never removed.
+    /// </summary>
+    public bool RemoveOldestOverQuota { get; set; }
 
     /// <summary>How often the server looks for expired jobs (and once at start-up); a job is removed at most this
     /// long after it expired.</summary>

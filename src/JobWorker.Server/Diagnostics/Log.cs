@@ -63,6 +63,12 @@ internal static partial class Log
     [LoggerMessage(131, LogLevel.Warning, "Could not remove expired job {JobId}; retried at the next check")]
     public static partial void JobExpiryFailed(ILogger logger, Exception exception, Guid jobId);
 
+    [LoggerMessage(132, LogLevel.Information, "Removed job {JobId} of {Owner}, the oldest of its ended jobs, to make room for a new one: they held {Retained} jobs and {Bytes} log bytes against a quota of {MaxRetained} and {MaxBytes} (0 = none) (JobWorker:Retention:RemoveOldestOverQuota)")]
+    public static partial void JobRemovedForRoom(ILogger logger, Guid jobId, string owner, int retained, long bytes, int maxRetained, long maxBytes);
+
+    [LoggerMessage(133, LogLevel.Warning, "Could not remove job {JobId} to make room for a new one; the start is checked against the quota as it is")]
+    public static partial void JobRemovalForRoomFailed(ILogger logger, Exception exception, Guid jobId);
+
     [LoggerMessage(140, LogLevel.Information, "Loaded new TLS files: {Material}; new connections use them, open connections keep theirs")]
     public static partial void CertificatesReloaded(ILogger logger, string material);
 

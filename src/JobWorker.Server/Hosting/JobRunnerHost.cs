@@ -74,6 +74,11 @@ public sealed class JobRunnerHost : IHostedLifecycleService, IAsyncDisposable
             throw new ServerShuttingDownException("the server is shutting down and accepts no new jobs");
         }
 
+        if (_retention.RemoveOldestOverQuota)
+        {
+            MakeRoom(caller);
+        }
+
         _quotas.Reserve(caller);
         Job job;
         try
@@ -115,6 +120,52 @@ public sealed class JobRunnerHost : IHostedLifecycleService, IAsyncDisposable
         _metrics.JobStarted();
         _ = WatchAsync(job, caller.User);
         return job;
+    }
+
+    /// <summary>
+    /// Removes <paramref name="caller"/>'s oldest ended jobs (in creation order) while the caller keeps as many ended
+    /// jobs, or log bytes, as their quota allows, so that the quota check that follows lets the start through. Nothing
+    /// is removed for the bytes when the running jobs' logs alone hold the quota: no removal could make room then.
+    /// </summary>
+    private void MakeRoom(ClientIdentity caller)
+    {
+        var quota = _quotas.QuotaOf(caller);
+        if (quota.MaxRetainedJobs <= 0 && quota.MaxLogBytes <= 0)
+        {
+            return;
+        }
+
+        var user = caller.User;
+        var runningBytes = quota.MaxLogBytes > 0 ? _quotas.RunningLogBytes(user) : 0;
+        // Each round removes one job; there are never more rounds than ended jobs to remove.
+        for (var round = _quotas.UsageOf(user).Retained; round >= 0; round--)
+        {
+            var (_, retained, bytes) = _quotas.UsageOf(user);
+            var forCount = quota.MaxRetainedJobs > 0 && retained >= quota.MaxRetainedJobs;
+            var forBytes = quota.MaxLogBytes > 0 && runningBytes < quota.MaxLogBytes && bytes + runningBytes >= quota.MaxLogBytes;
+            if (!forCount && !forBytes)
+            {
+                return;
+            }
+
+            var oldest = Runner.ListJobs(after: null, count: 1, job => job.CurrentState != JobState.Running && string.Equals(job.Spec.Owner, user, StringComparison.Ordinal));
+            if (oldest.Count == 0 || !oldest[0].HasEnded)
+            {
+                return; // nothing ended to remove (or its end is still being published): the quota check answers
+            }
+
+            var job = oldest[0];
+            try
+            {
+                Remove(job);
+                Log.JobRemovedForRoom(_logger, job.Id, user, retained, bytes, quota.MaxRetainedJobs, quota.MaxLogBytes);
+            }
+            catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+            {
+                Log.JobRemovalForRoomFailed(_logger, e, job.Id);
+                return;
+            }
+        }
     }
 
     /// <summary>

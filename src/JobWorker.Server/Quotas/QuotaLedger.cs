@@ -256,6 +256,18 @@ public sealed class QuotaLedger
         }
     }
 
+    /// <summary>The bytes in the logs of <paramref name="user"/>'s running jobs now (each log's current length).</summary>
+    public long RunningLogBytes(string user)
+    {
+        Job[] running;
+        lock (_lock)
+        {
+            running = _users.TryGetValue(user, out var usage) ? [.. usage.RunningJobs] : [];
+        }
+
+        return running.Sum(job => job.LogLength);
+    }
+
     private void Prune(string user, UserUsage usage)
     {
         if (usage.Running == 0 && usage.Retained == 0)
