@@ -64,14 +64,17 @@ internal static class ListLatency
         var getJob = new GetJobRequest { JobId = first.Jobs[0].JobId };
         var firstPage = new ListJobsRequest { PageSize = 100 };
         var middlePage = new ListJobsRequest { PageSize = 100, PageToken = middleToken };
+        var fullPage = new ListJobsRequest { PageSize = 100, View = JobView.Full };
         var allPages = await CountPagesAsync(client);
-        Console.WriteLine($"{jobs} jobs; a page of 100 is {first.CalculateSize()} bytes; listing all takes {allPages} pages of 1000");
+        var full = await client.ListJobsAsync(fullPage);
+        Console.WriteLine($"{jobs} jobs; a page of 100 is {first.CalculateSize()} bytes ({full.CalculateSize()} in the full view); listing all takes {allPages} pages of 1000");
 
         for (var i = 0; i < 500; i++)
         {
             await client.GetJobAsync(getJob);
             await client.ListJobsAsync(firstPage);
             await client.ListJobsAsync(middlePage);
+            await client.ListJobsAsync(fullPage);
             await bare.GetJobAsync(getJob);
             await bare.ListJobsAsync(firstPage);
         }
@@ -79,6 +82,7 @@ internal static class ListLatency
         var get = new List<double>();
         var listFirst = new List<double>();
         var listMiddle = new List<double>();
+        var listFull = new List<double>();
         var bareGet = new List<double>();
         var bareList = new List<double>();
         var bareBlob = new List<double>();
@@ -89,6 +93,7 @@ internal static class ListLatency
             get.AddRange(await MeasureAsync(() => client.GetJobAsync(getJob).ResponseAsync, perRound));
             listFirst.AddRange(await MeasureAsync(() => client.ListJobsAsync(firstPage).ResponseAsync, perRound));
             listMiddle.AddRange(await MeasureAsync(() => client.ListJobsAsync(middlePage).ResponseAsync, perRound));
+            listFull.AddRange(await MeasureAsync(() => client.ListJobsAsync(fullPage).ResponseAsync, perRound));
             bareGet.AddRange(await MeasureAsync(() => bare.GetJobAsync(getJob).ResponseAsync, perRound));
             bareList.AddRange(await MeasureAsync(() => bare.ListJobsAsync(firstPage).ResponseAsync, perRound));
             bareBlob.AddRange(await MeasureAsync(() => bare.ListJobsAsync(blobPage).ResponseAsync, perRound));
@@ -107,6 +112,7 @@ internal static class ListLatency
         {
             ("ListJobs, first page of 100", listFirst),
             ("ListJobs, a middle page of 100 (page token)", listMiddle),
+            ("ListJobs, first page of 100, full view (limits, isolation, usage)", listFull),
             ("bare service: GetJob's status, prepared", bareGet),
             ("bare service: the first page, prepared", bareList),
             ("bare service: as many bytes in one string field", bareBlob),

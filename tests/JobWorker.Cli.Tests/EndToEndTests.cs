@@ -253,6 +253,25 @@ public sealed partial class EndToEndTests(ServerFixture server) : IClassFixture<
     }
 
     [Fact(Timeout = 60_000)]
+    public async Task ListJson_EndedJob_TheSameObjectAsStatusJson()
+    {
+        // 'worker list --json' asks for the full view: limits, isolation and usage as 'status' shows them.
+        var run = await server.WorkerAsync(ServerFixture.Alice, "run", "--", Tp, "echo", "list-json-full");
+        WorkerResult.AssertExit(0, run);
+        var list = await server.WorkerAsync(ServerFixture.Alice, "list", "--json");
+        WorkerResult.AssertExit(0, list);
+        var entry = System.Text.Json.Nodes.JsonNode.Parse(list.Stdout)!.AsArray()
+            .Single(j => j!["args"]!.AsArray().Any(a => a!.GetValue<string>() == "list-json-full"))!;
+        var id = entry["id"]!.GetValue<string>();
+        var status = await server.WorkerAsync(ServerFixture.Alice, "status", "--json", id);
+        WorkerResult.AssertExit(0, status);
+
+        Assert.NotNull(entry["usage"]);
+        Assert.True(System.Text.Json.Nodes.JsonNode.DeepEquals(System.Text.Json.Nodes.JsonNode.Parse(status.Stdout), entry), $"list: {entry.ToJsonString()}\nstatus: {status.Stdout}");
+        await server.WorkerAsync(ServerFixture.Alice, "rm", id);
+    }
+
+    [Fact(Timeout = 60_000)]
     public async Task Run_Sigint_StopsTheJobAndExits130()
     {
         using var process = WorkerProcess.Start(["--config", server.ConfigFor(ServerFixture.Alice), "run", "--", Tp, "echo", "ready", "sleep", "30"]);

@@ -41,7 +41,7 @@ public sealed class IsolationPolicyTests : IAsyncLifetime
         var started = (await client.StartJobAsync(request, cancellationToken: Token)).Job;
         var output = await StreamResult.ReadAsync(client.StreamOutput(new StreamOutputRequest { JobId = started.JobId, Follow = true }, cancellationToken: Token), Token);
         var got = (await client.GetJobAsync(new GetJobRequest { JobId = started.JobId }, cancellationToken: Token)).Job;
-        var listed = (await client.ListJobsAsync(new ListJobsRequest(), cancellationToken: Token)).Jobs.Single(j => j.JobId == started.JobId);
+        var listed = (await client.ListJobsAsync(new ListJobsRequest { View = JobView.Full }, cancellationToken: Token)).Jobs.Single(j => j.JobId == started.JobId);
 
         Assert.Equal("pid=2\n", Encoding.UTF8.GetString(output.Data));
         Assert.Equal(expected, started.Isolation);

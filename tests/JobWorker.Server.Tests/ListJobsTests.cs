@@ -226,25 +226,48 @@ public sealed class ListJobsTests : IAsyncLifetime
     }
 
     [Fact(Timeout = 60_000)]
-    public async Task ListJobs_EntryWhileRunningAndAfterTheEnd_SameAsGetJob()
+    public async Task ListJobs_EntryWhileRunningAndAfterTheEnd_FullViewSameAsGetJobBasicViewWithoutLimitsIsolationUsage()
     {
         var client = _server.Client(TestServer.Alice);
-        var job = await _server.StartTestProcessAsync(TestServer.Alice, "sleep", "30");
+        // No limits: this host has no cgroup controllers (a full entry still carries the empty limits message).
+        var request = new StartJobRequest { Command = TestServer.TestProcess, Args = { "sleep", "30" } };
+        request.Isolation = new Isolation { Pid = true, Mount = true };
+        var job = (await client.StartJobAsync(request, cancellationToken: Token)).Job;
 
-        var running = Assert.Single(await ListAllAsync(client, new ListJobsRequest()), j => j.JobId == job.JobId);
+        var running = Assert.Single(await ListAllAsync(client, new ListJobsRequest { View = JobView.Full }), j => j.JobId == job.JobId);
         Assert.Equal(JobState.Running, running.State);
         Assert.Equal(job.Pid, running.Pid);
         Assert.Null(running.EndedAt);
 
         await client.StopJobAsync(new StopJobRequest { JobId = job.JobId }, cancellationToken: Token);
         var full = (await client.GetJobAsync(new GetJobRequest { JobId = job.JobId }, cancellationToken: Token)).Job;
-        // An ended job's entry is encoded once and reused: the first listing after the end and a later one both
-        // carry the final status, exactly as GetJob has it (its args are short, so nothing is cut).
-        var ended = Assert.Single(await ListAllAsync(client, new ListJobsRequest()), j => j.JobId == job.JobId);
-        var again = Assert.Single(await ListAllAsync(client, new ListJobsRequest()), j => j.JobId == job.JobId);
+        // An ended job's entry is encoded once per view and reused: the first listing after the end and a later one
+        // both carry the final status, exactly as GetJob has it (its args are short, so nothing is cut).
+        var ended = Assert.Single(await ListAllAsync(client, new ListJobsRequest { View = JobView.Full }), j => j.JobId == job.JobId);
+        var again = Assert.Single(await ListAllAsync(client, new ListJobsRequest { View = JobView.Full }), j => j.JobId == job.JobId);
+        var basic = Assert.Single(await ListAllAsync(client, new ListJobsRequest()), j => j.JobId == job.JobId);
+        var basicAgain = Assert.Single(await ListAllAsync(client, new ListJobsRequest { View = JobView.Basic }), j => j.JobId == job.JobId);
+
         Assert.Equal(JobState.Stopped, full.State);
+        Assert.NotNull(full.Limits);
+        Assert.True(full.Isolation.Pid);
+        Assert.NotNull(full.Usage);
         Assert.Equal(full, ended);
         Assert.Equal(full, again);
+        var withoutDetail = full.Clone();
+        withoutDetail.Limits = null;
+        withoutDetail.Isolation = null;
+        withoutDetail.Usage = null;
+        Assert.Equal(withoutDetail, basic);
+        Assert.Equal(withoutDetail, basicAgain);
+    }
+
+    [Fact(Timeout = 30_000)]
+    public async Task ListJobs_UnknownView_InvalidArgumentNamingTheViews()
+    {
+        var detail = await ListFailsAsync(_server.Client(TestServer.Alice), new ListJobsRequest { View = (JobView)7 });
+
+        Assert.Equal("view: 7 is not a view; use JOB_VIEW_BASIC (the default) or JOB_VIEW_FULL", detail);
     }
 
     private static async Task<List<JobStatus>> ListAllAsync(global::JobWorker.Protocol.V1.JobWorker.JobWorkerClient client, ListJobsRequest request)

@@ -65,6 +65,8 @@ internal sealed class ListCommand : VerbCommand
         request.States.AddRange((parseResult.GetValue(_state) ?? []).SelectMany(s => s.Split(',')).Select(s => States[s.Trim()]).Distinct());
         var limit = parseResult.GetValue(_limit) ?? long.MaxValue;
         var json = parseResult.GetValue(_json);
+        // The table shows what the basic view carries; --json prints every field, as GetJob has them.
+        request.View = json ? Protocol.V1.JobView.Full : Protocol.V1.JobView.Basic;
 
         using var connection = Connect(parseResult);
         var jobs = new List<JobStatus>();

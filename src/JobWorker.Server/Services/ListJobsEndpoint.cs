@@ -1,5 +1,6 @@
 using Google.Protobuf;
 using Grpc.Core;
+using JobWorker.Server.Errors;
 using JobWorker.Server.Hosting;
 using JobWorker.Server.Security;
 using Proto = JobWorker.Protocol.V1;
@@ -58,13 +59,19 @@ public class ListJobsEndpoint
         }
 
         var query = ListQuery.Parse(request, caller, mayListOthers);
+        var full = request.View switch
+        {
+            Proto.JobView.Unspecified or Proto.JobView.Basic => false,
+            Proto.JobView.Full => true,
+            _ => throw new InvalidRequestException("view", $"{(int)request.View} is not a view; use JOB_VIEW_BASIC (the default) or JOB_VIEW_FULL"),
+        };
         // One more than a page: whether another page follows, without an empty last page.
         var jobs = _host.Runner.ListJobs(query.After, query.PageSize + 1, query.Matches);
         var count = Math.Min(jobs.Count, query.PageSize);
         var entries = new byte[count][];
         for (var i = 0; i < count; i++)
         {
-            entries[i] = StatusMapper.EncodeListEntry(jobs[i]);
+            entries[i] = StatusMapper.EncodeListEntry(jobs[i], full);
         }
 
         var token = jobs.Count > query.PageSize ? query.TokenAfter(jobs[count - 1]) : "";

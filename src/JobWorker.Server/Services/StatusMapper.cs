@@ -16,27 +16,38 @@ public static class StatusMapper
 
     public static Proto.JobStatus ToProto(Job job) => ToProto(job, job.Status);
 
-    // An ended job's entry never changes: encoded once, the bytes are copied into every later page (ListJobsPage)
-    // and collected with the job.
-    private static readonly ConditionalWeakTable<Job, byte[]> EndedEntries = new();
+    // An ended job's entry never changes: encoded once per view, the bytes are copied into every later page
+    // (ListJobsPage) and collected with the job.
+    private static readonly ConditionalWeakTable<Job, byte[]> EndedBasicEntries = new();
+    private static readonly ConditionalWeakTable<Job, byte[]> EndedFullEntries = new();
 
     /// <summary>
-    /// A ListJobs entry, encoded: the status with at most <see cref="ListArgsByteLimit"/> bytes of args.
+    /// A ListJobs entry, encoded: the status with at most <see cref="ListArgsByteLimit"/> bytes of args and, in the
+    /// basic view, without limits, isolation and usage.
     /// </summary>
     /// <remarks>The encoding of an ended job is shared: callers must not modify it.</remarks>
-    public static byte[] EncodeListEntry(Job job)
+    public static byte[] EncodeListEntry(Job job, bool full)
     {
         ArgumentNullException.ThrowIfNull(job);
-        if (EndedEntries.TryGetValue(job, out var cached))
+        var cache = full ? EndedFullEntries : EndedBasicEntries;
+        if (cache.TryGetValue(job, out var cached))
         {
             return cached;
         }
 
         var status = job.Status;
-        var entry = ToProto(job, status, ListArgsByteLimit).ToByteArray();
+        var message = ToProto(job, status, ListArgsByteLimit);
+        if (!full)
+        {
+            message.Limits = null;
+            message.Isolation = null;
+            message.Usage = null;
+        }
+
+        var entry = message.ToByteArray();
         if (status.HasEnded)
         {
-            EndedEntries.TryAdd(job, entry);
+            cache.TryAdd(job, entry);
         }
 
         return entry;
