@@ -231,7 +231,8 @@ public sealed class ListJobsTests : IAsyncLifetime
         var client = _server.Client(TestServer.Alice);
         // No limits: this host has no cgroup controllers (a full entry still carries the empty limits message).
         var request = new StartJobRequest { Command = TestServer.TestProcess, Args = { "sleep", "30" } };
-        request.Isolation = new Isolation { Pid = true, Mount = true };
+        // Namespaces that leave paths alone (a mount namespace gets its own /tmp, where a checkout may live).
+        request.Isolation = new Isolation { Uts = true, Ipc = true };
         var job = (await client.StartJobAsync(request, cancellationToken: Token)).Job;
 
         var running = Assert.Single(await ListAllAsync(client, new ListJobsRequest { View = JobView.Full }), j => j.JobId == job.JobId);
@@ -250,7 +251,7 @@ public sealed class ListJobsTests : IAsyncLifetime
 
         Assert.Equal(JobState.Stopped, full.State);
         Assert.NotNull(full.Limits);
-        Assert.True(full.Isolation.Pid);
+        Assert.True(full.Isolation.Uts);
         Assert.NotNull(full.Usage);
         Assert.Equal(full, ended);
         Assert.Equal(full, again);
