@@ -340,12 +340,7 @@ public sealed partial class EndToEndTests(ServerFixture server) : IClassFixture<
         using var expired = ca.IssueClient(
             new ClientIdentity(ServerFixture.Alice, Roles.User),
             new CertificateOptions { NotBefore = new DateTimeOffset(ca.Certificate.NotBefore.ToUniversalTime()), NotAfter = DateTimeOffset.UtcNow.AddMinutes(-1) });
-        var cert = Path.Combine(dir.Path, "alice.crt");
-        var key = Path.Combine(dir.Path, "alice.key");
-        PemFiles.WriteCertificate(expired, cert);
-        PemFiles.WritePrivateKey(expired, key);
-
-        var result = await WorkerProcess.RunAsync(["--server", server.Address.ToString(), "--cert", cert, "--key", key, "--ca", server.Pki.CaCertificate, "list"], null, TestContext.Current.CancellationToken);
+        var (result, cert) = await ListWithAsync(dir, "alice", expired);
 
         WorkerResult.AssertExit(4, result);
         var expected = $"refused the client certificate {cert} (it expired at {expired.NotAfter.ToUniversalTime():u}; renew it)";
@@ -368,16 +363,22 @@ public sealed partial class EndToEndTests(ServerFixture server) : IClassFixture<
         request.CertificateExtensions.Add(X509AuthorityKeyIdentifierExtension.CreateFromCertificate(ca.Certificate, includeKeyIdentifier: true, includeIssuerAndSerial: false));
         using var issued = request.Create(ca.Certificate, DateTimeOffset.UtcNow.AddMinutes(-5), DateTimeOffset.UtcNow.AddDays(1), [0x01, 0x02, 0x03, 0x04]);
         using var withKey = issued.CopyWithPrivateKey(key);
-        var cert = Path.Combine(dir.Path, "mallory.crt");
-        var keyPath = Path.Combine(dir.Path, "mallory.key");
-        PemFiles.WriteCertificate(withKey, cert);
-        PemFiles.WritePrivateKey(withKey, keyPath);
-
-        var result = await WorkerProcess.RunAsync(["--server", server.Address.ToString(), "--cert", cert, "--key", keyPath, "--ca", server.Pki.CaCertificate, "list"], null, TestContext.Current.CancellationToken);
+        var (result, cert) = await ListWithAsync(dir, "mallory", withKey);
 
         WorkerResult.AssertExit(4, result);
         Assert.Contains($"refused the client certificate {cert}", result.Stderr, StringComparison.Ordinal);
         Assert.Single(result.Stderr.Trim().Split('\n'));
+    }
+
+    /// <summary>Writes <paramref name="certificate"/> and its key as NAME.crt/.key in <paramref name="dir"/> and runs <c>worker list</c> with them.</summary>
+    private async Task<(WorkerResult Result, string CertificatePath)> ListWithAsync(TempDirectory dir, string name, X509Certificate2 certificate)
+    {
+        var cert = Path.Combine(dir.Path, name + ".crt");
+        var key = Path.Combine(dir.Path, name + ".key");
+        PemFiles.WriteCertificate(certificate, cert);
+        PemFiles.WritePrivateKey(certificate, key);
+        var result = await WorkerProcess.RunAsync(["--server", server.Address.ToString(), "--cert", cert, "--key", key, "--ca", server.Pki.CaCertificate, "list"], null, TestContext.Current.CancellationToken);
+        return (result, cert);
     }
 
     [Fact(Timeout = 60_000)]
