@@ -349,6 +349,24 @@ public sealed partial class EndToEndTests(ServerFixture server) : IClassFixture<
     }
 
     [Fact(Timeout = 60_000)]
+    public async Task List_ClientCertificateNotValidYet_Exit4SaysFromWhenAndToCheckTheClock()
+    {
+        using var dir = new TempDirectory();
+        using var ca = CertificateAuthority.Load(server.Pki.CaCertificate, server.Pki.CaKey);
+        // Valid from an hour from now: as a client whose clock runs behind would see a fresh certificate.
+        using var early = ca.IssueClient(
+            new ClientIdentity(ServerFixture.Alice, Roles.User),
+            new CertificateOptions { NotBefore = DateTimeOffset.UtcNow.AddHours(1), NotAfter = DateTimeOffset.UtcNow.AddDays(1) });
+
+        var (result, cert) = await ListWithAsync(dir, "alice", early);
+
+        WorkerResult.AssertExit(4, result);
+        var expected = $"refused the client certificate {cert} (it is not valid before {early.NotBefore.ToUniversalTime():u}; check this machine's clock)";
+        Assert.True(result.Stderr.Contains(expected, StringComparison.Ordinal), $"expected '{expected}' in: {result.Stderr}");
+        Assert.Single(result.Stderr.Trim().Split('\n'));
+    }
+
+    [Fact(Timeout = 60_000)]
     public async Task List_CertificateOfTheCaWithoutARole_Exit4RefusedAtTheHandshake()
     {
         // Signed by the server's CA but with no role the server knows: it is refused during the TLS handshake, before

@@ -1,5 +1,7 @@
+using System.Buffers;
 using Google.Protobuf;
 using Google.Protobuf.WellKnownTypes;
+using Grpc.Core;
 using JobWorker.Protocol.V1;
 using JobWorker.Server.Services;
 
@@ -41,9 +43,51 @@ public sealed class ListJobsPageTests
     }
 
     [Fact]
+    public void Marshaller_PageWrittenAndReadBack_SameBytesAsTheGeneratedResponse()
+    {
+        var expected = new ListJobsResponse { NextPageToken = "next", Jobs = { new JobStatus { JobId = "a", Owner = "alice" }, new JobStatus { JobId = "b", Command = new string('c', 300) } } };
+        var page = new ListJobsPage(expected.Jobs.Select(j => j.ToByteArray()).ToArray(), expected.NextPageToken);
+        var marshaller = ListJobsEndpoint.Method.ResponseMarshaller;
+
+        // The marshaller works on gRPC's contexts (as the server calls it); these hold the bytes in memory.
+        var output = new BufferSerializationContext();
+        marshaller.ContextualSerializer(page, output);
+        var written = output.Written;
+        var readBack = marshaller.ContextualDeserializer(new BufferDeserializationContext(written));
+
+        Assert.Equal(expected.ToByteArray(), written);
+        Assert.Equal(expected.ToByteArray(), readBack.ToByteArray());
+        Assert.Equal(expected, ListJobsResponse.Parser.ParseFrom(written));
+    }
+
+    [Fact]
     public void Empty_NoEntriesNoToken_EncodesToNothing()
     {
         Assert.Empty(ListJobsPage.Empty.ToByteArray());
         Assert.Equal(new ListJobsResponse(), ListJobsPage.Empty.ToMessage());
+    }
+
+    private sealed class BufferSerializationContext : SerializationContext
+    {
+        private readonly ArrayBufferWriter<byte> _buffer = new();
+        private int _length = -1;
+        private bool _complete;
+
+        public byte[] Written => _complete && _buffer.WrittenCount == _length ? _buffer.WrittenSpan.ToArray() : throw new InvalidOperationException($"incomplete: {_buffer.WrittenCount} of {_length} bytes, complete {_complete}");
+
+        public override void SetPayloadLength(int payloadLength) => _length = payloadLength;
+
+        public override IBufferWriter<byte> GetBufferWriter() => _buffer;
+
+        public override void Complete() => _complete = true;
+    }
+
+    private sealed class BufferDeserializationContext(byte[] payload) : DeserializationContext
+    {
+        public override int PayloadLength => payload.Length;
+
+        public override byte[] PayloadAsNewBuffer() => [.. payload];
+
+        public override ReadOnlySequence<byte> PayloadAsReadOnlySequence() => new(payload);
     }
 }

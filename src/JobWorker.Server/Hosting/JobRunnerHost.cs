@@ -136,13 +136,15 @@ public sealed class JobRunnerHost : IHostedLifecycleService, IAsyncDisposable
         }
 
         var user = caller.User;
-        var runningBytes = quota.MaxLogBytes > 0 ? _quotas.RunningLogBytes(user) : 0;
+        long? runningBytes = null;
         // Each round removes one job; there are never more rounds than ended jobs to remove.
         for (var round = _quotas.UsageOf(user).Retained; round >= 0; round--)
         {
-            var (_, retained, bytes) = _quotas.UsageOf(user);
+            var (running, retained, bytes) = _quotas.UsageOf(user);
             var forCount = quota.MaxRetainedJobs > 0 && retained >= quota.MaxRetainedJobs;
-            var forBytes = quota.MaxLogBytes > 0 && runningBytes < quota.MaxLogBytes && bytes + runningBytes >= quota.MaxLogBytes;
+            // Running logs are read (their lengths) only when, at their caps, they could take the user over.
+            var forBytes = quota.MaxLogBytes > 0 && bytes + (running * _options.LogSizeLimitBytes) >= quota.MaxLogBytes
+                && (runningBytes ??= _quotas.RunningLogBytes(user)) < quota.MaxLogBytes && bytes + runningBytes >= quota.MaxLogBytes;
             if (!forCount && !forBytes)
             {
                 return;

@@ -198,6 +198,8 @@ public sealed class JobStartFailureTests : IDisposable
         Assert.Contains("StateDirectory", Assert.Throws<ArgumentException>(() => JobRunner.Create(new JobRunnerOptions { StateDirectory = "logs" })).Message, StringComparison.Ordinal);
         Assert.Contains("LogSizeLimitBytes", Assert.Throws<ArgumentException>(() => JobRunner.Create(new JobRunnerOptions { LogSizeLimitBytes = 0 })).Message, StringComparison.Ordinal);
         Assert.Contains("DefaultStopGrace", Assert.Throws<ArgumentException>(() => JobRunner.Create(new JobRunnerOptions { DefaultStopGrace = TimeSpan.FromSeconds(-1) })).Message, StringComparison.Ordinal);
+        Assert.Contains("SupervisorPoolSize must be between 0", Assert.Throws<ArgumentException>(() => JobRunner.Create(new JobRunnerOptions { SupervisorPoolSize = -1 })).Message, StringComparison.Ordinal);
+        Assert.Contains("and 64, not 65", Assert.Throws<ArgumentException>(() => JobRunner.Create(new JobRunnerOptions { SupervisorPoolSize = 65 })).Message, StringComparison.Ordinal);
         Assert.Contains("not inside the cgroup2 mount", Assert.Throws<ArgumentException>(() => JobRunner.Create(new JobRunnerOptions { CgroupRoot = "/tmp/x", StateDirectory = "/tmp/jw-never-created" })).Message, StringComparison.Ordinal);
     }
 
