@@ -7,7 +7,8 @@
  * A server that restarts finds the shim again through its cgroup and reads what it wrote. Nothing else
  * connects the two: no socket, no protocol, only these files in the job's directory:
  *
- *   output.log    the job's stdout and stderr, in the order written (created here, 0600, O_EXCL)
+ *   output.log    the job's stdout and stderr, in the order written (0600; made empty ahead by the server, or
+ *                 created here with O_EXCL: see open_log)
  *   shim.status   key=value lines: version, shim_pid, pid, started_at_ns; once the job has ended also
  *                 exit, code, ended_at_ns, log_bytes, log_dropped_bytes, log_errno, output_incomplete.
  *                 512 bytes padded with newlines; the end record overwrites the start record in place.
@@ -360,6 +361,28 @@ static void kill_group(int cgroup_fd)
     }
 }
 
+/* The job's log, never written through a planted link (O_NOFOLLOW) and never shared with another job: the server
+ * either made it ahead, empty, in a directory it then gave this job alone (FileJobStore.PrepareAhead), or it is
+ * created here (O_EXCL). Anything else (not a regular file, not empty, another link to it, not ours) is refused. */
+static int open_log(int dir_fd)
+{
+    int fd = openat(dir_fd, "output.log", O_WRONLY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0 && errno == ENOENT) {
+        fd = openat(dir_fd, "output.log", O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+        return fd < 0 ? -errno : fd;
+    }
+    if (fd < 0) {
+        return -errno;
+    }
+    struct stat st;
+    if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || st.st_size != 0 || st.st_nlink != 1 || st.st_uid != geteuid() ||
+        (st.st_mode & 077) != 0) {
+        close(fd);
+        return -EEXIST;
+    }
+    return fd;
+}
+
 /* Larger than any command line plus environment execve accepts: a message this big is not a launch. */
 #define MESSAGE_MAX (128 << 20)
 
@@ -560,10 +583,9 @@ int main(int argc, char **argv)
     if (devnull < 0 || dup2(devnull, STDIN_FILENO) < 0) {
         fail(JW_STEP_STDIO, errno);
     }
-    /* O_EXCL|O_NOFOLLOW: a log is never shared with another job, and never written through a planted link. */
-    int log_fd = openat(dir_fd, "output.log", O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+    int log_fd = open_log(dir_fd);
     if (log_fd < 0) {
-        fail(JW_STEP_SHIM_LOG, errno);
+        fail(JW_STEP_SHIM_LOG, -log_fd);
     }
 
     int out[2];

@@ -34,6 +34,13 @@ internal static partial class Interop
         [LibraryImport(Libraries.Libc, EntryPoint = "rename", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
         internal static partial int Rename(string oldPath, string newPath);
 
+        internal const int AT_FDCWD = -100;
+        internal const uint RENAME_NOREPLACE = 1;
+
+        /// <summary><c>renameat2(2)</c>; with <see cref="RENAME_NOREPLACE"/> it fails with EEXIST instead of replacing.</summary>
+        [LibraryImport(Libraries.Libc, EntryPoint = "renameat2", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
+        internal static partial int RenameAt2(int oldDirectory, string oldPath, int newDirectory, string newPath, uint flags);
+
         [LibraryImport(Libraries.Libc, EntryPoint = "fchown", SetLastError = true)]
         internal static partial int Fchown(SafeHandle fd, uint uid, uint gid);
 

@@ -114,6 +114,8 @@ public sealed class JobRunner : IAsyncDisposable
                 runner._supervisors = new SupervisorPool(runner._spawner, shimPath, options.SupervisorPoolSize);
             }
 
+            runner.PrepareAhead();
+
             return runner;
         }
         catch
@@ -425,7 +427,18 @@ public sealed class JobRunner : IAsyncDisposable
         finally
         {
             reportRead?.Dispose();
+            PrepareAhead();
         }
+    }
+
+    /// <summary>
+    /// Replaces what a start took from what is made ahead (supervisors, job directories), on the thread pool: after
+    /// the start, so that the work never competes with the start itself or with the job's first steps.
+    /// </summary>
+    private void PrepareAhead()
+    {
+        _supervisors?.ScheduleRefill();
+        ThreadPool.UnsafeQueueUserWorkItem(static store => store.PrepareAhead(), Store, preferLocal: false);
     }
 
     /// <summary>A process's end as <see cref="Interop.Spawn.PidfdWait"/> gives it (kind 1 exited, 2 signaled).</summary>

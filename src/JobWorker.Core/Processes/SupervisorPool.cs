@@ -13,7 +13,7 @@ namespace JobWorker.Core.Processes;
 /// <see cref="TryHandOver"/>). Nothing is migrated between cgroups: a write to <c>cgroup.procs</c> waits for an RCU
 /// grace period (about 10 ms) unless another migration happened just before. An idle supervisor holds no job
 /// state; it exits when its stdin closes without a launch, so a pool needs no clean-up beyond closing it, and a
-/// server that dies leaves nothing behind. Refills run off the start path. See docs/design-durability.md.
+/// server that dies leaves nothing behind. Refills run after the start (<see cref="ScheduleRefill"/>). See docs/design-durability.md.
 /// </summary>
 internal sealed class SupervisorPool : IDisposable
 {
@@ -47,7 +47,6 @@ internal sealed class SupervisorPool : IDisposable
             _idle.TryDequeue(out idle);
         }
 
-        ScheduleRefill();
         if (idle is null)
         {
             return null;
@@ -194,7 +193,11 @@ internal sealed class SupervisorPool : IDisposable
         return message;
     }
 
-    private void ScheduleRefill()
+    /// <summary>
+    /// Starts the supervisors the pool lacks, on a thread-pool thread. The runner calls it after each start, not
+    /// when the start takes one: a refill's fork and exec would compete with the start for the CPU.
+    /// </summary>
+    public void ScheduleRefill()
     {
         lock (_lock)
         {

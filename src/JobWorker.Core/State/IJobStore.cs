@@ -22,9 +22,17 @@ internal interface IJobStore : IDisposable
     /// <summary>The supervisor's status file.</summary>
     string ShimStatusPath(Guid id);
 
-    /// <summary>Creates the job's directory (0700) and writes its record.</summary>
+    /// <summary>Creates the job's directory (0700) and writes its record; the directory may hold empty files a
+    /// start would create (<c>output.log</c>, temporary files), when it was made ahead (<see cref="PrepareAhead"/>).</summary>
     /// <exception cref="IOException">The directory exists already, or the record cannot be written (disk full); nothing is left behind.</exception>
     void Create(JobRecord record);
+
+    /// <summary>
+    /// Makes a few job directories ahead of <see cref="Create"/>, off the start path, so that a start allocates no
+    /// inode (after a quiet spell an allocation can wait for the disk). Best effort: when they cannot be made, each
+    /// <see cref="Create"/> makes its own directory. They hold no job; opening the store removes any left behind.
+    /// </summary>
+    void PrepareAhead();
 
     /// <summary>Atomically replaces the job's record.</summary>
     /// <exception cref="IOException">The record cannot be written (disk full, the job's directory is gone); the previous record stays.</exception>

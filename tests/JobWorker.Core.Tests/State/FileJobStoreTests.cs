@@ -97,6 +97,122 @@ public sealed class FileJobStoreTests
     }
 
     [Fact]
+    public void Update_LeftoverTemporaryLongerThanTheRecord_CutToTheRecord()
+    {
+        using var temp = TempStateDirectory.Create();
+        using var store = FileJobStore.Open(temp.Path);
+        var record = TempStateDirectory.MinimalRecord();
+        store.Create(record);
+        var json = Path.Combine(store.JobDirectory(record.Id), "job.json");
+        var written = File.ReadAllBytes(json);
+        // A crash during a longer write left this; the temporary file is reused without O_TRUNC.
+        File.WriteAllText(json + ".tmp", new string('x', 64 * 1024));
+
+        store.Update(record);
+
+        Assert.Equal(written, File.ReadAllBytes(json));
+        AssertRecordsEqual(record, Assert.Single(store.Load().Records));
+    }
+
+    [Fact]
+    public void PrepareAhead_CreateTakesADirectoryMadeAheadWithTheFilesAStartCreates()
+    {
+        using var temp = TempStateDirectory.Create();
+        using var store = FileJobStore.Open(temp.Path);
+        var spares = Path.Combine(temp.Path, "spares");
+
+        store.PrepareAhead();
+
+        Assert.Equal(FileJobStore.SpareDirectories, store.SpareCount);
+        var made = Directory.GetDirectories(spares);
+        Assert.Equal(FileJobStore.SpareDirectories, made.Length);
+        foreach (var spare in made)
+        {
+            Assert.Equal(UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute, new DirectoryInfo(spare).UnixFileMode);
+            Assert.Equal(["job.json.tmp", "output.log", "shim.status.tmp"], Directory.GetFiles(spare).Select(Path.GetFileName).Order(StringComparer.Ordinal));
+            Assert.All(Directory.GetFiles(spare), f => Assert.Equal(0, new FileInfo(f).Length));
+            Assert.All(Directory.GetFiles(spare), f => Assert.Equal(UnixFileMode.UserRead | UnixFileMode.UserWrite, File.GetUnixFileMode(f)));
+        }
+
+        var record = TempStateDirectory.FullRecord();
+        store.Create(record);
+
+        // One spare became the job's directory, whole: its record, and the empty files the supervisor writes.
+        Assert.Equal(FileJobStore.SpareDirectories - 1, store.SpareCount);
+        Assert.Single(made, spare => !Directory.Exists(spare));
+        var directory = store.JobDirectory(record.Id);
+        Assert.Equal(UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute, new DirectoryInfo(directory).UnixFileMode);
+        Assert.Equal(["job.json", "output.log", "shim.status.tmp"], Directory.GetFiles(directory).Select(Path.GetFileName).Order(StringComparer.Ordinal));
+        Assert.Equal(0, new FileInfo(store.LogPath(record.Id)).Length);
+        var contents = store.Load();
+        Assert.Empty(contents.Problems);
+        AssertRecordsEqual(record, Assert.Single(contents.Records));
+
+        // The next call makes up for the one taken.
+        store.PrepareAhead();
+        Assert.Equal(FileJobStore.SpareDirectories, Directory.GetDirectories(spares).Length);
+    }
+
+    [Fact]
+    public void PrepareAhead_CreateOfAnExistingJob_RefusedAsWithoutSparesAndTheSpareRemoved()
+    {
+        using var temp = TempStateDirectory.Create();
+        using var store = FileJobStore.Open(temp.Path);
+        var first = TempStateDirectory.MinimalRecord();
+        store.Create(first);
+        var before = File.ReadAllBytes(Path.Combine(store.JobDirectory(first.Id), "job.json"));
+        store.PrepareAhead();
+
+        var ex = Assert.Throws<IOException>(() => store.Create(TempStateDirectory.FullRecord(first.Id)));
+
+        Assert.Contains(store.JobDirectory(first.Id), ex.Message, StringComparison.Ordinal);
+        Assert.Contains("already exists", ex.Message, StringComparison.Ordinal);
+        Assert.Equal(before, File.ReadAllBytes(Path.Combine(store.JobDirectory(first.Id), "job.json")));
+        Assert.Equal(["job.json"], Directory.EnumerateFileSystemEntries(store.JobDirectory(first.Id)).Select(Path.GetFileName));
+        Assert.Single(Directory.GetDirectories(Path.Combine(temp.Path, "spares")));
+        Assert.Equal(1, store.SpareCount);
+    }
+
+    [Fact]
+    public void Open_SparesLeftBehind_RemovedAndNeverListed()
+    {
+        using var temp = TempStateDirectory.Create();
+        var spares = Path.Combine(temp.Path, "spares");
+        using (var store = FileJobStore.Open(temp.Path))
+        {
+            store.PrepareAhead();
+        }
+
+        // What a server killed during a start leaves: a spare with the record it was about to become.
+        var interrupted = Path.Combine(spares, Guid.NewGuid().ToString("N"));
+        Directory.CreateDirectory(interrupted);
+        File.WriteAllText(Path.Combine(interrupted, "job.json"), "{}");
+        File.WriteAllText(Path.Combine(interrupted, "output.log"), string.Empty);
+
+        using var reopened = FileJobStore.Open(temp.Path);
+
+        Assert.False(Directory.Exists(spares));
+        var contents = reopened.Load();
+        Assert.Empty(contents.Records);
+        Assert.Empty(contents.Problems);
+    }
+
+    [Fact]
+    public void Dispose_RemovesTheSpares()
+    {
+        using var temp = TempStateDirectory.Create();
+        var store = FileJobStore.Open(temp.Path);
+        store.PrepareAhead();
+        Assert.True(Directory.Exists(Path.Combine(temp.Path, "spares")));
+
+        store.Dispose();
+        store.PrepareAhead();
+
+        Assert.False(Directory.Exists(Path.Combine(temp.Path, "spares")));
+        Assert.Equal(["format", "jobs", "lock"], Directory.EnumerateFileSystemEntries(temp.Path).Select(Path.GetFileName).Order(StringComparer.Ordinal));
+    }
+
+    [Fact]
     public void Update_JobDirectoryMissing_ThrowsNamingPath()
     {
         using var temp = TempStateDirectory.Create();
@@ -308,6 +424,9 @@ public sealed class FileJobStoreTests
         using var store = FileJobStore.Open(state);
         var earlier = Enumerable.Range(0, 3).Select(i => TempStateDirectory.FullRecord() with { CreatedAt = DateTimeOffset.UnixEpoch.AddDays(i) }).ToList();
         earlier.ForEach(store.Create);
+        // A directory made ahead is taken first; when the record cannot be written there, the start goes on as
+        // without one, and the error names the job's own record.
+        store.PrepareAhead();
         var filler = Path.Combine(small.Path, "filler");
         FillUp(filler);
 
