@@ -18,7 +18,8 @@ namespace JobWorker.Core.Jobs;
 /// them running (<see cref="StopAllAsync"/> stops them). See docs/design-durability.md.
 /// </summary>
 /// <remarks>
-/// Threads: one spawner thread and one epoll thread for all jobs; the rest runs on the thread pool. All members
+/// Threads: one spawner thread, one epoll thread and one that makes supervisors and job directories ahead, for all
+/// jobs; the rest runs on the thread pool. All members
 /// are thread-safe.
 /// </remarks>
 public sealed class JobRunner : IAsyncDisposable
@@ -31,6 +32,9 @@ public sealed class JobRunner : IAsyncDisposable
     private readonly CgroupTree _tree;
     private readonly ProcessSpawner _spawner;
     private SupervisorPool? _supervisors;
+    private readonly object _prepareLock = new();
+    private bool _prepareRequested;
+    private Thread? _preparer;
     private readonly SafeFileHandle _devNull;
     private readonly ILogger _logger;
     private int _disposed;
@@ -114,6 +118,8 @@ public sealed class JobRunner : IAsyncDisposable
                 runner._supervisors = new SupervisorPool(runner._spawner, shimPath, options.SupervisorPoolSize);
             }
 
+            runner._preparer = new Thread(runner.PrepareLoop) { IsBackground = true, Name = "JobWorker prepare-ahead" };
+            runner._preparer.Start();
             runner.PrepareAhead();
 
             return runner;
@@ -432,13 +438,53 @@ public sealed class JobRunner : IAsyncDisposable
     }
 
     /// <summary>
-    /// Replaces what a start took from what is made ahead (supervisors, job directories), on the thread pool: after
-    /// the start, so that the work never competes with the start itself or with the job's first steps.
+    /// Replaces what a start took from what is made ahead (supervisors, job directories), on <see cref="PrepareLoop"/>'s
+    /// thread: after the start, so that the work never competes with the start itself.
     /// </summary>
     private void PrepareAhead()
     {
-        _supervisors?.ScheduleRefill();
-        ThreadPool.UnsafeQueueUserWorkItem(static store => store.PrepareAhead(), Store, preferLocal: false);
+        lock (_prepareLock)
+        {
+            _prepareRequested = true;
+            Monitor.Pulse(_prepareLock);
+        }
+    }
+
+    /// <summary>
+    /// The thread that makes up for what starts take: it blocks (a supervisor's fork and exec waits for the spawner
+    /// thread, a directory for the disk), and on the thread pool it held up the calls waiting for a thread (StartJob's
+    /// own answer came 1 ms later).
+    /// </summary>
+    private void PrepareLoop()
+    {
+        while (true)
+        {
+            lock (_prepareLock)
+            {
+                while (!_prepareRequested)
+                {
+                    Monitor.Wait(_prepareLock);
+                }
+
+                _prepareRequested = false;
+            }
+
+            if (Volatile.Read(ref _disposed) != 0)
+            {
+                return;
+            }
+
+            try
+            {
+                _supervisors?.Refill();
+                Store.PrepareAhead();
+            }
+            catch (Exception ex)
+            {
+                // Both are best effort (a start without one does the work itself); this thread must not die.
+                BackgroundError?.Invoke(this, new JobBackgroundErrorEventArgs(Guid.Empty, "making supervisors and job directories ahead", ex));
+            }
+        }
     }
 
     /// <summary>A process's end as <see cref="Interop.Spawn.PidfdWait"/> gives it (kind 1 exited, 2 signaled).</summary>
@@ -860,6 +906,9 @@ public sealed class JobRunner : IAsyncDisposable
             job.Detach();
         }
 
+        // The thread that refills uses the pool, the spawner and the store: it ends first.
+        PrepareAhead();
+        _preparer?.Join();
         _supervisors?.Dispose();
         _spawner.Dispose();
         _devNull.Dispose();

@@ -13,7 +13,7 @@ namespace JobWorker.Core.Processes;
 /// <see cref="TryHandOver"/>). Nothing is migrated between cgroups: a write to <c>cgroup.procs</c> waits for an RCU
 /// grace period (about 10 ms) unless another migration happened just before. An idle supervisor holds no job
 /// state; it exits when its stdin closes without a launch, so a pool needs no clean-up beyond closing it, and a
-/// server that dies leaves nothing behind. Refills run after the start (<see cref="ScheduleRefill"/>). See docs/design-durability.md.
+/// server that dies leaves nothing behind. The runner refills it after each start (<see cref="Refill"/>). See docs/design-durability.md.
 /// </summary>
 internal sealed class SupervisorPool : IDisposable
 {
@@ -30,7 +30,6 @@ internal sealed class SupervisorPool : IDisposable
         _spawner = spawner;
         _shimPath = shimPath;
         _size = size;
-        ScheduleRefill();
     }
 
     /// <summary>
@@ -194,10 +193,10 @@ internal sealed class SupervisorPool : IDisposable
     }
 
     /// <summary>
-    /// Starts the supervisors the pool lacks, on a thread-pool thread. The runner calls it after each start, not
-    /// when the start takes one: a refill's fork and exec would compete with the start for the CPU.
+    /// Starts the supervisors the pool lacks, and returns once it has them (or cannot start one now). The runner calls
+    /// it from its own thread after each start (see <c>JobRunner.PrepareAhead</c>), never on the start path.
     /// </summary>
-    public void ScheduleRefill()
+    public void Refill()
     {
         lock (_lock)
         {
@@ -209,11 +208,6 @@ internal sealed class SupervisorPool : IDisposable
             _refilling = true;
         }
 
-        ThreadPool.UnsafeQueueUserWorkItem(_ => Refill(), null);
-    }
-
-    private void Refill()
-    {
         Idle? idle = null;
         try
         {
