@@ -1,3 +1,4 @@
+using System.Runtime.InteropServices;
 using JobWorker.Core.Jobs;
 using JobWorker.Core.State;
 using JobWorker.Core.Tests.Infrastructure;
@@ -8,7 +9,7 @@ namespace JobWorker.Core.Tests.Jobs;
 /// Job directories made ahead of their starts (<c>&lt;state&gt;/spares</c>, see <see cref="FileJobStore.PrepareAhead"/>):
 /// a real runner takes them, its real supervisor writes the log made there, and refuses one that is not empty.
 /// </summary>
-public sealed class DirectoriesMadeAheadTests
+public sealed partial class DirectoriesMadeAheadTests
 {
     private static CancellationToken Ct => TestContext.Current.CancellationToken;
 
@@ -35,23 +36,48 @@ public sealed class DirectoriesMadeAheadTests
         Assert.Equal(FileJobStore.SpareDirectories, after.Count);
     }
 
-    [Fact(Timeout = 30_000)]
-    public async Task Start_LogMadeAheadIsNotEmpty_SupervisorRefusesItAndNothingIsLeftBehind()
+    [Theory(Timeout = 30_000)]
+    [InlineData("not empty", "EEXIST")]
+    [InlineData("a second link", "EEXIST")]
+    [InlineData("readable by others", "EEXIST")]
+    [InlineData("a symlink", "ELOOP")]
+    public async Task Start_LogMadeAheadTamperedWith_SupervisorRefusesItAndNothingIsLeftBehind(string tampering, string errno)
     {
         await using var t = TestRunner.Create();
+        var elsewhere = Path.Combine(t.StateDirectory, "elsewhere");
         foreach (var spare in await WaitForSparesAsync(t))
         {
-            File.WriteAllText(Path.Combine(spare, "output.log"), "not this job's");
+            var log = Path.Combine(spare, "output.log");
+            switch (tampering)
+            {
+                case "not empty":
+                    File.WriteAllText(log, "not this job's");
+                    break;
+                case "a second link":
+                    Assert.Equal(0, Link(log, Path.Combine(spare, "another-name")));
+                    break;
+                case "readable by others":
+                    File.SetUnixFileMode(log, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.OtherRead);
+                    break;
+                default:
+                    File.Delete(log);
+                    File.CreateSymbolicLink(log, elsewhere);
+                    break;
+            }
         }
 
         var ex = Assert.Throws<JobStartException>(() => t.Start("echo", "never", "exit", "0"));
 
         Assert.Equal(JobStartFailure.StateError, ex.Reason);
         Assert.Contains("(ShimLog)", ex.Message, StringComparison.Ordinal);
-        Assert.Contains("EEXIST", ex.Message, StringComparison.Ordinal);
+        Assert.Contains(errno, ex.Message, StringComparison.Ordinal);
+        Assert.False(File.Exists(elsewhere), "the supervisor wrote through a planted link");
         Assert.Empty(t.JobDirectories());
         Assert.Empty(t.Runner.Jobs);
     }
+
+    [LibraryImport("libc", EntryPoint = "link", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
+    private static partial int Link(string existing, string name);
 
     /// <summary>The spares once the runner has made them all, each with its empty files.</summary>
     private static async Task<List<string>> WaitForSparesAsync(TestRunner t)
