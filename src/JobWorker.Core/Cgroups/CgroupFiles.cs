@@ -31,7 +31,7 @@ internal static class CgroupFiles
     /// <summary>
     /// The file's text, or null when it does not exist (the host does not offer it) or its cgroup was removed while
     /// it was read. Raw calls, and no exception for those cases: a status reads six files, which a host without some
-    /// controllers lacks, and each thrown FileNotFoundException cost more than the whole read (docs/benchmarks.md).
+    /// controllers lacks, and each thrown FileNotFoundException cost more than the whole read (docs/benchmarks-server.md).
     /// </summary>
     /// <exception cref="IOException">Any other error, naming the file and the errno.</exception>
     public static unsafe string? TryRead(string path)
