@@ -334,34 +334,40 @@ public sealed partial class EndToEndTests(ServerFixture server) : IClassFixture<
     [Fact(Timeout = 60_000)]
     public async Task List_ExpiredClientCertificate_Exit4SaysWhenItExpired()
     {
-        using var dir = new TempDirectory();
-        using var ca = CertificateAuthority.Load(server.Pki.CaCertificate, server.Pki.CaKey);
         // Valid from the CA's own start (a few minutes ago) to a minute ago.
-        using var expired = ca.IssueClient(
-            new ClientIdentity(ServerFixture.Alice, Roles.User),
-            new CertificateOptions { NotBefore = new DateTimeOffset(ca.Certificate.NotBefore.ToUniversalTime()), NotAfter = DateTimeOffset.UtcNow.AddMinutes(-1) });
-        var (result, cert) = await ListWithAsync(dir, "alice", expired);
-
-        WorkerResult.AssertExit(4, result);
-        var expected = $"refused the client certificate {cert} (it expired at {expired.NotAfter.ToUniversalTime():u}; renew it)";
-        Assert.True(result.Stderr.Contains(expected, StringComparison.Ordinal), $"expected '{expected}' in: {result.Stderr}");
-        Assert.Single(result.Stderr.Trim().Split('\n'));
+        await AssertRefusedForValidityAsync(
+            ca => (new DateTimeOffset(ca.NotBefore.ToUniversalTime()), DateTimeOffset.UtcNow.AddMinutes(-1)),
+            issued => $"(it expired at {issued.NotAfter.ToUniversalTime():u}; renew it)");
     }
 
     [Fact(Timeout = 60_000)]
     public async Task List_ClientCertificateNotValidYet_Exit4SaysFromWhenAndToCheckTheClock()
     {
+        // Valid from an hour from now: as a client whose clock runs behind would see a fresh certificate.
+        await AssertRefusedForValidityAsync(
+            _ => (DateTimeOffset.UtcNow.AddHours(1), DateTimeOffset.UtcNow.AddDays(1)),
+            issued => $"(it is not valid before {issued.NotBefore.ToUniversalTime():u}; check this machine's clock)");
+    }
+
+    /// <summary>
+    /// <c>worker list</c> with a certificate for alice from the server's CA, valid over the window chosen from the CA's
+    /// certificate: refused (exit 4) in one line that names the certificate and says why.
+    /// </summary>
+    private async Task AssertRefusedForValidityAsync(
+        Func<X509Certificate2, (DateTimeOffset NotBefore, DateTimeOffset NotAfter)> validity,
+        Func<X509Certificate2, string> why)
+    {
         using var dir = new TempDirectory();
         using var ca = CertificateAuthority.Load(server.Pki.CaCertificate, server.Pki.CaKey);
-        // Valid from an hour from now: as a client whose clock runs behind would see a fresh certificate.
-        using var early = ca.IssueClient(
+        var (notBefore, notAfter) = validity(ca.Certificate);
+        using var issued = ca.IssueClient(
             new ClientIdentity(ServerFixture.Alice, Roles.User),
-            new CertificateOptions { NotBefore = DateTimeOffset.UtcNow.AddHours(1), NotAfter = DateTimeOffset.UtcNow.AddDays(1) });
+            new CertificateOptions { NotBefore = notBefore, NotAfter = notAfter });
 
-        var (result, cert) = await ListWithAsync(dir, "alice", early);
+        var (result, cert) = await ListWithAsync(dir, "alice", issued);
 
         WorkerResult.AssertExit(4, result);
-        var expected = $"refused the client certificate {cert} (it is not valid before {early.NotBefore.ToUniversalTime():u}; check this machine's clock)";
+        var expected = $"refused the client certificate {cert} {why(issued)}";
         Assert.True(result.Stderr.Contains(expected, StringComparison.Ordinal), $"expected '{expected}' in: {result.Stderr}");
         Assert.Single(result.Stderr.Trim().Split('\n'));
     }

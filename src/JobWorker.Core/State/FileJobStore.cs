@@ -328,10 +328,7 @@ internal sealed class FileJobStore : IJobStore
                 _spareQueue.Clear();
             }
 
-            if (Directory.Exists(_spares))
-            {
-                DeleteQuietly(_spares);
-            }
+            DeleteQuietly(_spares);
         }
 
         _lock.Dispose();
@@ -428,7 +425,7 @@ internal sealed class FileJobStore : IJobStore
         }
         catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
         {
-            // Removed with the rest by the next Open.
+            // Gone already (DirectoryNotFoundException), or removed with the rest by the next Open.
         }
     }
 
