@@ -24,7 +24,8 @@
  *   report pipe to the server: one struct jw_shim_report once the job has exec'd (or the step that failed),
  *   then it is closed; 2 /dev/null or the same pipe.
  * "jobworker-shim pool" is the same shim started ahead of its job, so that a start does not wait for an exec:
- *   it reads the shim's cgroup (<root>/<id>/shim), the command line above (from argv[0]) and then the
+ *   it reads the shim's cgroup (<root>/<id>/shim, or "" when it was started there already: see
+ *   docs/design-durability.md, "A user's next start made ready"), the command line above (from argv[0]) and then the
  *   environment from stdin, as NUL-terminated strings, until EOF (see read_launch); an empty stdin (the server
  *   closed its pool, or died) ends it quietly. It then forks a copy of itself straight into that cgroup
  *   (clone3 CLONE_INTO_CGROUP|CLONE_PARENT, see enter_cgroup) which supervises the job, and exits: writing a pid
@@ -539,7 +540,10 @@ int main(int argc, char **argv)
     if (argc == 2 && strcmp(argv[1], "pool") == 0) {
         const char *shim_cgroup;
         argc = read_launch(&shim_cgroup, &argv, &job_envp);
-        enter_cgroup(shim_cgroup);
+        /* "" when the server started this shim in the job's shim cgroup already (a user's start made ready ahead). */
+        if (shim_cgroup[0] != '\0') {
+            enter_cgroup(shim_cgroup);
+        }
     }
 
     uint64_t cap, eof_ms, spawn_flags, ns_flags, uid, gid, nofile_soft, nofile_hard, umask_bits;

@@ -31,6 +31,7 @@ public sealed class JobRunner : IAsyncDisposable
     private readonly CgroupTree _tree;
     private readonly ProcessSpawner _spawner;
     private SupervisorPool? _supervisors;
+    private UserStartsAhead? _startsAhead;
     private readonly object _prepareLock = new();
     private bool _prepareRequested;
     private Thread? _preparer;
@@ -74,6 +75,15 @@ public sealed class JobRunner : IAsyncDisposable
     /// <summary>How many supervisors are started ahead of their jobs now (see <see cref="SupervisorPool"/>).</summary>
     internal int IdleSupervisors => _supervisors?.IdleCount ?? 0;
 
+    /// <summary>How many users have a start made ready now (for tests).</summary>
+    internal int StartsAheadCount => _startsAhead?.ReadyCount ?? 0;
+
+    /// <summary>
+    /// Discards every user's start made ready, waiting for one being made (for tests that check that nothing of their
+    /// jobs is left in the cgroup root); later starts make them again.
+    /// </summary>
+    internal void DiscardStartsAhead() => _startsAhead?.Clear();
+
     /// <summary>The pids of the supervisors started ahead (for tests).</summary>
     internal int[] IdleSupervisorPids() => _supervisors?.IdlePids() ?? [];
 
@@ -115,6 +125,10 @@ public sealed class JobRunner : IAsyncDisposable
             if (options.SupervisorPoolSize > 0 && ShimLaunch.ShimPath is { } shimPath)
             {
                 runner._supervisors = new SupervisorPool(runner._spawner, shimPath, options.SupervisorPoolSize);
+                if (options.UserStartAheadTime > TimeSpan.Zero)
+                {
+                    runner._startsAhead = new UserStartsAhead(tree, store, runner._spawner, shimPath, userPlans, options.UserStartAheadTime, runner._logger);
+                }
             }
 
             runner._preparer = new Thread(runner.PrepareLoop) { IsBackground = true, Name = "JobWorker prepare-ahead" };
@@ -156,6 +170,11 @@ public sealed class JobRunner : IAsyncDisposable
         if (options.SupervisorPoolSize is < 0 or > JobRunnerOptions.MaxSupervisorPoolSize)
         {
             throw new ArgumentException($"SupervisorPoolSize must be between 0 (start each supervisor with its job) and {JobRunnerOptions.MaxSupervisorPoolSize}, not {options.SupervisorPoolSize}.", nameof(options));
+        }
+
+        if (options.UserStartAheadTime < TimeSpan.Zero || options.UserStartAheadTime > JobRunnerOptions.MaxUserStartAheadTime)
+        {
+            throw new ArgumentException($"UserStartAheadTime must be between 0 (make no start ready per user) and {JobRunnerOptions.MaxUserStartAheadTime}, not {options.UserStartAheadTime}.", nameof(options));
         }
 
         if (options.DefaultStopGrace < TimeSpan.Zero)
@@ -310,10 +329,12 @@ public sealed class JobRunner : IAsyncDisposable
             throw new JobStartException(JobStartFailure.ExecutableNotFound, $"Executable '{spec.Command}' not found: the job's PATH has no absolute directories.", Interop.ENOENT);
         }
 
-        var id = Guid.NewGuid();
+        // The user's start made ready, if any, decides the id: its groups are named for it.
+        var ready = _startsAhead?.TryTake(spec.Owner);
+        var id = ready?.Id ?? Guid.NewGuid();
 
-        // The record comes first: a cgroup or process of ours never exists without one, so a restarted server
-        // knows what is its own, and never touches anything else.
+        // The record comes first: a cgroup or process of ours never exists without one (a group made ahead has a
+        // record of its own until then), so a restarted server knows what is its own, and never touches anything else.
         phase = JobTracing.NextPhase(phase, "record");
         var record = new JobRecord { Id = id, Spec = spec with { Isolation = isolation }, RequestId = requestId, RequestFingerprint = requestFingerprint, CreatedAt = DateTimeOffset.UtcNow };
         try
@@ -322,11 +343,17 @@ public sealed class JobRunner : IAsyncDisposable
         }
         catch (IOException ex)
         {
+            if (ready is not null)
+            {
+                _startsAhead!.Discard(ready);
+            }
+
             throw OutOfFileDescriptors(ex)
                 ?? new JobStartException(JobStartFailure.StateError, $"Cannot record the job in the state directory: {ex.Message}", ex.HResult, ex);
         }
 
         JobGroup? group = null;
+        IdleSupervisor? readySupervisor = null;
         SafeFileHandle? reportRead = null;
         SafeFileHandle? shimPidfd = null;
         try
@@ -334,8 +361,17 @@ public sealed class JobRunner : IAsyncDisposable
             phase = JobTracing.NextPhase(phase, "cgroup");
             try
             {
-                var directory = _tree.CreateJobDirectory(spec.Owner, id.ToString("N"), _userPlans.For(spec.Owner));
-                group = JobGroup.Create(directory, _tree.Controllers, plan);
+                // The user's start made ready (groups and a supervisor in them), or the groups made now.
+                if (ready is not null)
+                {
+                    (group, readySupervisor) = (ready.Group, ready.Supervisor);
+                    group.Job.Apply(plan);
+                }
+                else
+                {
+                    var directory = _tree.CreateJobDirectory(spec.Owner, id.ToString("N"), _userPlans.For(spec.Owner));
+                    group = JobGroup.Create(directory, _tree.Controllers, plan);
+                }
             }
             catch (IOException ex)
             {
@@ -374,8 +410,11 @@ public sealed class JobRunner : IAsyncDisposable
             var shimArgv = ShimLaunch.Argv(request, Store.JobDirectory(id), group.Job.Path, Options.LogSizeLimitBytes, Options.OutputEofTimeout);
             Interop.Spawn.ShimReport report;
             var pooledSupervisor = true;
-            if (_supervisors?.TryLaunch(group.Shim.Path, shimArgv, request.Environment) is not { } pooled
-                || !SupervisorPool.TryHandOver(pooled, out report, out shimPidfd))
+            var launched = readySupervisor is null
+                ? _supervisors?.TryLaunch(group.Shim.Path, shimArgv, request.Environment)
+                : readySupervisor.TryLaunch(string.Empty, shimArgv, request.Environment);
+            readySupervisor = null;
+            if (launched is not { } pooled || !SupervisorPool.TryHandOver(pooled, out report, out shimPidfd))
             {
                 pooledSupervisor = false;
                 (shimPidfd, reportRead) = StartSupervisor(group, shimPath, shimArgv, request.Environment);
@@ -407,10 +446,13 @@ public sealed class JobRunner : IAsyncDisposable
             var job = new Job(this, record, group, log, report.Pid, startedAt, shimPidfd, shimIsChild: true);
             Track(job);
             job.Watch();
+            _startsAhead?.NoteStart(spec.Owner);
             return job;
         }
         catch (Exception ex)
         {
+            // A supervisor made ready and never launched (the job's limits failed) is still waiting: end it first.
+            readySupervisor?.End(kill: false);
             if (group is not null)
             {
                 group.Job.Kill();
@@ -456,13 +498,22 @@ public sealed class JobRunner : IAsyncDisposable
     /// </summary>
     private void PrepareLoop()
     {
+        // When a user's start made ready is next due to be discarded (null: none is kept).
+        TimeSpan? due = null;
         while (true)
         {
             lock (_prepareLock)
             {
                 while (!_prepareRequested)
                 {
-                    Monitor.Wait(_prepareLock);
+                    if (due is null)
+                    {
+                        Monitor.Wait(_prepareLock);
+                    }
+                    else if (!Monitor.Wait(_prepareLock, due.Value))
+                    {
+                        break;
+                    }
                 }
 
                 _prepareRequested = false;
@@ -477,6 +528,7 @@ public sealed class JobRunner : IAsyncDisposable
             {
                 _supervisors?.Refill();
                 Store.PrepareAhead();
+                due = _startsAhead?.Prepare();
             }
             catch (Exception ex)
             {
@@ -601,6 +653,17 @@ public sealed class JobRunner : IAsyncDisposable
     private void Recover()
     {
         var contents = Store.Load();
+        // Jobs whose records cannot be read count too: a group named for one of them is left alone.
+        var recorded = contents.Records.Select(r => r.Id).ToHashSet();
+        foreach (var problem in contents.Problems)
+        {
+            if (Guid.TryParseExact(Path.GetFileName(problem.Directory), "N", out var id))
+            {
+                recorded.Add(id);
+            }
+        }
+
+        UserStartsAhead.RemoveLeftovers(_tree, Store, recorded, _logger);
         foreach (var problem in contents.Problems)
         {
             RunnerLog.RecordUnreadable(_logger, problem.Directory, problem.Reason);
@@ -909,6 +972,7 @@ public sealed class JobRunner : IAsyncDisposable
         PrepareAhead();
         _preparer?.Join();
         _supervisors?.Dispose();
+        _startsAhead?.Dispose();
         _spawner.Dispose();
         _devNull.Dispose();
         _tree.Dispose();

@@ -90,4 +90,17 @@ public sealed record JobRunnerOptions
 
     /// <summary>The largest <see cref="SupervisorPoolSize"/>.</summary>
     public const int MaxSupervisorPoolSize = 64;
+
+    /// <summary>
+    /// How long a user's next start stays made ready after the user's last start (zero: never): the next job's cgroups
+    /// in the user's group and an idle supervisor already inside them, so that the start makes no cgroup and forks
+    /// nothing into a new one (about 0.3 ms, docs/benchmarks-durability.md). One small idle process and three empty
+    /// cgroups per user who started a job within this time, for at most 16 users; none for users with a process limit
+    /// (<c>UserLimits.MaxProcesses</c>), whose idle supervisor would take one of their processes. Needs
+    /// <see cref="SupervisorPoolSize"/> above 0. Default 10 s, at most <see cref="MaxUserStartAheadTime"/>.
+    /// </summary>
+    public TimeSpan UserStartAheadTime { get; init; } = TimeSpan.FromSeconds(10);
+
+    /// <summary>The longest <see cref="UserStartAheadTime"/>.</summary>
+    public static readonly TimeSpan MaxUserStartAheadTime = TimeSpan.FromHours(1);
 }

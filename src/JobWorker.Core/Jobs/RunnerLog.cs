@@ -25,4 +25,7 @@ internal static partial class RunnerLog
 
     [LoggerMessage(EventId = 106, Level = LogLevel.Warning, Message = "The aggregate limits of user cgroup {Path} could not be updated ({Reason}); it keeps its earlier ones")]
     public static partial void UserLimitsNotApplied(ILogger logger, string path, string reason);
+
+    [LoggerMessage(EventId = 107, Level = LogLevel.Information, Message = "Removed cgroup {Path}, made ahead of a start by an earlier server and left behind (it held no job)")]
+    public static partial void RemovedGroupAhead(ILogger logger, string path);
 }

@@ -1,5 +1,4 @@
 using System.Diagnostics.CodeAnalysis;
-using System.Text;
 using JobWorker.Core.Jobs;
 using Microsoft.Win32.SafeHandles;
 
@@ -20,7 +19,7 @@ internal sealed class SupervisorPool : IDisposable
     private readonly ProcessSpawner _spawner;
     private readonly string _shimPath;
     private readonly int _size;
-    private readonly Queue<Idle> _idle = new();
+    private readonly Queue<IdleSupervisor> _idle = new();
     private readonly object _lock = new();
     private bool _refilling;
     private bool _disposed;
@@ -40,33 +39,13 @@ internal sealed class SupervisorPool : IDisposable
     /// </summary>
     public Launched? TryLaunch(string shimCgroup, IReadOnlyList<string> argv, IReadOnlyList<string> environment)
     {
-        Idle? idle;
+        IdleSupervisor? idle;
         lock (_lock)
         {
             _idle.TryDequeue(out idle);
         }
 
-        if (idle is null)
-        {
-            return null;
-        }
-
-        try
-        {
-            using (var launch = new FileStream(idle.Launch, FileAccess.Write, bufferSize: 0))
-            {
-                launch.Write(Message([shimCgroup, .. argv], environment));
-            }
-
-            return new Launched(idle.Pid, idle.Pidfd, idle.Report);
-        }
-        catch (IOException)
-        {
-            // Killed while idle (EPIPE on the write): reap it (it is our child, and must not stay a zombie), and
-            // start one directly.
-            idle.End(kill: true);
-            return null;
-        }
+        return idle?.TryLaunch(shimCgroup, argv, environment);
     }
 
     /// <summary>
@@ -154,7 +133,7 @@ internal sealed class SupervisorPool : IDisposable
     /// <summary>Ends the idle supervisors, after a refill under way has finished (it uses the runner's spawner).</summary>
     public void Dispose()
     {
-        Idle[] idle;
+        IdleSupervisor[] idle;
         lock (_lock)
         {
             _disposed = true;
@@ -173,25 +152,6 @@ internal sealed class SupervisorPool : IDisposable
         }
     }
 
-    private static byte[] Message(IReadOnlyList<string> argv, IReadOnlyList<string> environment)
-    {
-        var size = 0;
-        foreach (var s in argv.Concat(environment))
-        {
-            size += Encoding.UTF8.GetByteCount(s) + 1;
-        }
-
-        var message = new byte[size];
-        var at = 0;
-        foreach (var s in argv.Concat(environment))
-        {
-            at += Encoding.UTF8.GetBytes(s, message.AsSpan(at));
-            message[at++] = 0;
-        }
-
-        return message;
-    }
-
     /// <summary>
     /// Starts the supervisors the pool lacks, and returns once it has them (or cannot start one now). The runner calls
     /// it from its own thread after each start (see <c>JobRunner.PrepareAhead</c>), never on the start path.
@@ -208,7 +168,7 @@ internal sealed class SupervisorPool : IDisposable
             _refilling = true;
         }
 
-        Idle? idle = null;
+        IdleSupervisor? idle = null;
         try
         {
             while (true)
@@ -222,7 +182,7 @@ internal sealed class SupervisorPool : IDisposable
                 }
 
                 // A failed spawn leaves the pool short: the direct start reports why, with the job's context.
-                idle = Start();
+                idle = IdleSupervisor.Start(_spawner, _shimPath, cgroup: null);
                 lock (_lock)
                 {
                     if (idle is null || _disposed)
@@ -250,52 +210,6 @@ internal sealed class SupervisorPool : IDisposable
         }
     }
 
-    private Idle? Start()
-    {
-        var (launchRead, launchWrite) = Interop.Io.CreatePipe();
-        var (reportRead, reportWrite) = Interop.Io.CreatePipe();
-        using (launchRead)
-        using (reportWrite)
-        {
-            // Root, in a session of its own, no death signal, an empty environment: as a directly started one. It
-            // stays in the server's cgroup until a launch moves it.
-            var result = _spawner.Spawn(new SpawnRequest
-            {
-                ExecPaths = [_shimPath],
-                Argv = [ShimLaunch.ShimName, "pool"],
-                Environment = [],
-                Stdin = launchRead,
-                Output = reportWrite,
-                ParentDeathSignal = 0,
-            });
-            if (result.Succeeded)
-            {
-                return new Idle(result.Pid, result.Pidfd!, launchWrite, reportRead);
-            }
-        }
-
-        launchWrite.Dispose();
-        reportRead.Dispose();
-        return null;
-    }
-
     /// <summary>A supervisor started from the pool: its pid, pidfd (the caller owns it) and report pipe.</summary>
     public sealed record Launched(int Pid, SafeFileHandle Pidfd, SafeFileHandle Report);
-
-    private sealed record Idle(int Pid, SafeFileHandle Pidfd, SafeFileHandle Launch, SafeFileHandle Report)
-    {
-        /// <summary>Ends an idle supervisor: closing its stdin makes it exit; then it is reaped (it is our child).</summary>
-        public void End(bool kill)
-        {
-            Launch.Dispose();
-            if (kill)
-            {
-                _ = Interop.Spawn.PidfdSendSignal(Pidfd, Interop.Sys.SIGKILL);
-            }
-
-            _ = Interop.Spawn.PidfdWait(Pidfd, nohang: 0, out _, out _);
-            Pidfd.Dispose();
-            Report.Dispose();
-        }
-    }
 }

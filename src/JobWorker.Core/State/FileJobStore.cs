@@ -26,6 +26,7 @@ internal sealed class FileJobStore : IJobStore
     internal const string LogFileName = "output.log";
     internal const string ShimStatusFileName = "shim.status";
     internal const string SparesDirectoryName = "spares";
+    internal const string GroupsAheadDirectoryName = "ahead";
 
     /// <summary>How many job directories <see cref="PrepareAhead"/> keeps made ahead of their starts.</summary>
     internal const int SpareDirectories = 2;
@@ -52,6 +53,7 @@ internal sealed class FileJobStore : IJobStore
     private readonly SafeFileHandle _lock;
     private readonly string _jobs;
     private readonly string _spares;
+    private readonly string _groupsAhead;
 
     // Directories made ahead (PrepareAhead): the queue under _spareQueueLock (taken briefly by a start); making and
     // removing them under _spareMakingLock (a start never waits for it).
@@ -67,6 +69,7 @@ internal sealed class FileJobStore : IJobStore
         _lock = lockHandle;
         _jobs = Path.Combine(root, JobsDirectoryName);
         _spares = Path.Combine(root, SparesDirectoryName);
+        _groupsAhead = Path.Combine(root, GroupsAheadDirectoryName);
     }
 
     /// <inheritdoc/>
@@ -262,6 +265,57 @@ internal sealed class FileJobStore : IJobStore
         }
 
         Directory.Delete(deleting, recursive: true);
+    }
+
+    /// <inheritdoc/>
+    public void RecordGroupAhead(string name, string userDirectory)
+    {
+        ObjectDisposedException.ThrowIf(_disposed, this);
+        CheckGroupAheadName(name);
+        Directory.CreateDirectory(_groupsAhead, PrivateDirectory);
+        WriteAtomically(_groupsAhead, name, Encoding.UTF8.GetBytes(userDirectory), FlushRecords);
+    }
+
+    /// <inheritdoc/>
+    public void ForgetGroupAhead(string name)
+    {
+        CheckGroupAheadName(name);
+        Interop.Files.Unlink(Path.Combine(_groupsAhead, name));
+    }
+
+    /// <inheritdoc/>
+    public IReadOnlyList<(string Name, string UserDirectory)> GroupsAhead()
+    {
+        ObjectDisposedException.ThrowIf(_disposed, this);
+        if (!Directory.Exists(_groupsAhead))
+        {
+            return [];
+        }
+
+        var found = new List<(string, string)>();
+        foreach (var file in Directory.EnumerateFiles(_groupsAhead))
+        {
+            var name = Path.GetFileName(file);
+            if (!name.EndsWith(TemporarySuffix, StringComparison.Ordinal))
+            {
+                found.Add((name, File.ReadAllText(file, Encoding.UTF8)));
+            }
+            else
+            {
+                // A record cut by a crash before its rename: the group it was for was never made.
+                Interop.Files.Unlink(file);
+            }
+        }
+
+        return found;
+    }
+
+    private static void CheckGroupAheadName(string name)
+    {
+        if (name.Length == 0 || name.Contains('/', StringComparison.Ordinal) || name.StartsWith('.') || name.EndsWith(TemporarySuffix, StringComparison.Ordinal))
+        {
+            throw new ArgumentException($"'{name}' is not a name for a group made ahead.", nameof(name));
+        }
     }
 
     /// <inheritdoc/>

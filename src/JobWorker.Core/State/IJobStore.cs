@@ -34,6 +34,20 @@ internal interface IJobStore : IDisposable
     /// </summary>
     void PrepareAhead();
 
+    /// <summary>
+    /// Records, before the group exists, that the runner makes the cgroup <paramref name="name"/> in the user group
+    /// <paramref name="userDirectory"/> ahead of a start (a user's start made ready): a server that finds it after a
+    /// crash knows the group is its own. Not flushed: cgroups do not outlive a reboot.
+    /// </summary>
+    /// <exception cref="IOException">The record cannot be written; the group must not be made.</exception>
+    void RecordGroupAhead(string name, string userDirectory);
+
+    /// <summary>Removes the record of <see cref="RecordGroupAhead"/> (the group is gone, or became a job's).</summary>
+    void ForgetGroupAhead(string name);
+
+    /// <summary>Every recorded group made ahead: its name and its user group's directory name.</summary>
+    IReadOnlyList<(string Name, string UserDirectory)> GroupsAhead();
+
     /// <summary>Atomically replaces the job's record.</summary>
     /// <exception cref="IOException">The record cannot be written (disk full, the job's directory is gone); the previous record stays.</exception>
     void Update(JobRecord record);

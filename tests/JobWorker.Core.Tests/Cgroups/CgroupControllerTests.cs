@@ -349,7 +349,7 @@ public sealed class CgroupControllerTests
         Assert.True(status.EndedAt is not null);
         Assert.False(TestRunner.ProcessExists(job.Pid));
         Assert.False(Directory.Exists(job.CgroupPath));
-        Assert.Empty(Directory.EnumerateDirectories(t.Runner.CgroupRoot));
+        Assert.Empty(t.GroupsLeft());
     }
 
     /// <summary>

@@ -198,6 +198,16 @@ internal sealed class TestRunner : IAsyncDisposable
         Assert.Equal(Runner.Options.SupervisorPoolSize, Runner.IdleSupervisors);
     }
 
+    /// <summary>
+    /// The groups left in the cgroup root once the runner's starts made ready for its users (groups and an idle
+    /// supervisor that hold no job yet, see UserStartsAhead) are discarded.
+    /// </summary>
+    public string[] GroupsLeft()
+    {
+        Runner.DiscardStartsAhead();
+        return Directory.Exists(Runner.CgroupRoot) ? Directory.GetDirectories(Runner.CgroupRoot) : [];
+    }
+
     /// <summary>Whether a process with <paramref name="pid"/> exists (zombies count as gone).</summary>
     public static bool ProcessExists(int pid)
     {

@@ -101,7 +101,7 @@ public sealed class JobLifecycleTests
 
         Assert.Equal(JobStartFailure.UserNotFound, ex.Reason);
         Assert.Contains("no-such-user-jw", ex.Message, StringComparison.Ordinal);
-        Assert.Empty(Directory.EnumerateDirectories(t.Runner.CgroupRoot));
+        Assert.Empty(t.GroupsLeft());
     }
 
     [Fact(Timeout = 30_000)]

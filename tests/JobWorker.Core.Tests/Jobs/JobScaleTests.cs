@@ -72,7 +72,7 @@ public sealed class JobScaleTests
         var added = fdsAfter.Except(fdsBefore).Where(fd => !fd.EndsWith(".dll", StringComparison.Ordinal)).ToList();
         Assert.True(fdsAfter.Count - fdsBefore.Count <= 2, $"{fdsBefore.Count} fds before, {fdsAfter.Count} after; new: {string.Join(", ", added)}");
         Assert.InRange(Threads(), 0, threadsBefore + 4); // thread-pool growth only, never per job
-        Assert.Empty(Directory.EnumerateDirectories(t.Runner.CgroupRoot));
+        Assert.Empty(t.GroupsLeft());
         Assert.Empty(t.JobDirectories());
     }
 
@@ -96,7 +96,7 @@ public sealed class JobScaleTests
         Assert.Equal(100, jobs.Select(j => j.Pid).Distinct().Count());
         Assert.All(statuses, s => Assert.Equal(0, s.ExitCode));
         Assert.All(jobs, j => Assert.Equal("ok\n", t.Output(j)));
-        Assert.Empty(Directory.EnumerateDirectories(t.Runner.CgroupRoot));
+        Assert.Empty(t.GroupsLeft());
     }
 
     [Fact(Timeout = 120_000)]

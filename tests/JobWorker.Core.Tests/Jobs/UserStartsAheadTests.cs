@@ -1,0 +1,206 @@
+using System.Globalization;
+using JobWorker.Core.Cgroups;
+using JobWorker.Core.Jobs;
+using JobWorker.Core.Tests.Infrastructure;
+
+namespace JobWorker.Core.Tests.Jobs;
+
+/// <summary>
+/// A user's next start made ready (<see cref="UserStartsAhead"/>): after a user's start, a real runner makes that user's
+/// next job's groups in the user's group with an idle supervisor inside; the next start takes them (the job gets the id
+/// they are named for) and launches that very supervisor. Kept for <see cref="JobRunnerOptions.UserStartAheadTime"/>,
+/// then discarded with nothing left; a state directory's records of them tell a restarted runner which groups are its.
+/// </summary>
+public sealed class UserStartsAheadTests
+{
+    private static CancellationToken Ct => TestContext.Current.CancellationToken;
+
+    [Fact(Timeout = 30_000)]
+    public async Task Start_SecondStartOfAUser_TakesTheGroupsAndTheSupervisorMadeReady()
+    {
+        await using var t = TestRunner.Create();
+        var first = Start(t, "alice", "echo", "first", "exit", "0");
+        await first.Completion.WaitAsync(Ct);
+        var (id, supervisor) = await WaitForReadyAsync(t, "alice");
+        Assert.Equal(["jobworker-shim", "pool"], CommandLine(supervisor));
+
+        var second = Start(t, "alice", "echo", "ready", "sleep", "60");
+        await t.WaitForOutputAsync(second, "ready", Ct);
+
+        Assert.Equal(id, second.Id);
+        var group = Path.Combine(t.Runner.CgroupRoot, "users", "alice", id.ToString("N"));
+        Assert.Equal(Path.Combine(group, "job"), second.CgroupPath);
+        Assert.Equal([supervisor], Processes(Path.Combine(group, "shim")));
+        Assert.Contains(second.Pid, Processes(second.CgroupPath));
+        Assert.Equal(["jobworker-shim", "pool"], CommandLine(supervisor)); // shows nothing of the job
+
+        var status = await second.StopAsync(TimeSpan.Zero, Ct);
+        Assert.Equal(JobState.Stopped, status.State);
+        Assert.False(TestRunner.ProcessExists(supervisor));
+        Assert.Equal("ready\n", t.Output(second));
+        Assert.False(Directory.Exists(group));
+        Assert.False(File.Exists(Path.Combine(t.StateDirectory, "ahead", id.ToString("N"))), "the record of the group made ahead was kept");
+    }
+
+    [Fact(Timeout = 30_000)]
+    public async Task Start_AnotherUser_NeverTakesAUsersStartMadeReady()
+    {
+        await using var t = TestRunner.Create();
+        await Start(t, "alice", "exit", "0").Completion.WaitAsync(Ct);
+        var (aliceNext, aliceSupervisor) = await WaitForReadyAsync(t, "alice");
+
+        var bob = Start(t, "bob", "echo", "ready", "sleep", "60");
+        await t.WaitForOutputAsync(bob, "ready", Ct);
+
+        Assert.NotEqual(aliceNext, bob.Id);
+        Assert.StartsWith(Path.Combine(t.Runner.CgroupRoot, "users", "bob") + "/", bob.CgroupPath, StringComparison.Ordinal);
+        Assert.True(TestRunner.ProcessExists(aliceSupervisor));
+        Assert.Equal((aliceNext, aliceSupervisor), await WaitForReadyAsync(t, "alice"));
+        await bob.StopAsync(TimeSpan.Zero, Ct);
+    }
+
+    [Fact(Timeout = 30_000)]
+    public async Task StartMadeReady_KeptForItsTime_ThenDiscardedLeavingNothing()
+    {
+        await using var t = TestRunner.Create(o => o with { UserStartAheadTime = TimeSpan.FromMilliseconds(500) });
+        await Start(t, "alice", "exit", "0").Completion.WaitAsync(Ct);
+        var (id, supervisor) = await WaitForReadyAsync(t, "alice");
+
+        for (var i = 0; i < 300 && Directory.Exists(Path.Combine(t.Runner.CgroupRoot, "users")); i++)
+        {
+            await Task.Delay(10, Ct);
+        }
+
+        Assert.Equal(0, t.Runner.StartsAheadCount);
+        Assert.Empty(Directory.GetDirectories(t.Runner.CgroupRoot)); // the user's group went with it
+        Assert.False(TestRunner.ProcessExists(supervisor), "the idle supervisor was not ended (or not reaped)");
+        Assert.False(File.Exists(Path.Combine(t.StateDirectory, "ahead", id.ToString("N"))));
+    }
+
+    [Fact(Timeout = 30_000)]
+    public async Task Dispose_EndsTheSupervisorsMadeReadyAndRemovesTheirGroups()
+    {
+        var t = TestRunner.Create();
+        int supervisor;
+        try
+        {
+            await Start(t, "alice", "exit", "0").Completion.WaitAsync(Ct);
+            (_, supervisor) = await WaitForReadyAsync(t, "alice");
+            await t.Runner.DisposeAsync();
+
+            Assert.False(TestRunner.ProcessExists(supervisor));
+            Assert.Empty(Directory.Exists(t.Runner.CgroupRoot) ? Directory.GetDirectories(t.Runner.CgroupRoot) : []);
+            Assert.Empty(Directory.Exists(Path.Combine(t.StateDirectory, "ahead")) ? Directory.GetFiles(Path.Combine(t.StateDirectory, "ahead")) : []);
+        }
+        finally
+        {
+            await t.DisposeAsync();
+        }
+    }
+
+    [Fact(Timeout = 30_000)]
+    public async Task Start_WithUserStartAheadTimeZero_MakesNoneReady()
+    {
+        await using var t = TestRunner.Create(o => o with { UserStartAheadTime = TimeSpan.Zero });
+        var job = Start(t, "alice", "echo", "ready", "sleep", "60");
+        await t.WaitForOutputAsync(job, "ready", Ct);
+        await t.WaitForSupervisorPoolAsync(Ct);
+
+        Assert.Equal(0, t.Runner.StartsAheadCount);
+        Assert.Equal([job.Id.ToString("N")], Directory.GetDirectories(Path.Combine(t.Runner.CgroupRoot, "users", "alice")).Select(Path.GetFileName));
+        await job.StopAsync(TimeSpan.Zero, Ct);
+    }
+
+    [Theory]
+    [InlineData(-1)]
+    [InlineData(3601)]
+    public void Create_UserStartAheadTimeOutOfRange_RefusedNamingTheSetting(int seconds)
+    {
+        var ex = Assert.Throws<ArgumentException>(() => TestRunner.Create(o => o with { UserStartAheadTime = TimeSpan.FromSeconds(seconds) }));
+
+        Assert.Contains("UserStartAheadTime must be between 0", ex.Message, StringComparison.Ordinal);
+    }
+
+    /// <summary>
+    /// A runner that ended without discarding (a crash leaves exactly this: the records, the groups, and supervisors
+    /// that exit as their stdin closes) is followed by one that removes the groups; a group whose record of being made
+    /// ahead names a recorded job (a crash between a start taking it and that record being forgotten) is the job's and
+    /// stays, and so does a group of the same shape that no record names.
+    /// </summary>
+    [Fact(Timeout = 60_000)]
+    public async Task Restart_GroupsMadeAheadLeftBehind_RemovedExceptAJobsAndForeignOnes()
+    {
+        await using var t = TestRunner.Create();
+        var running = Start(t, "alice", "echo", "ready", "sleep", "60");
+        await t.WaitForOutputAsync(running, "ready", Ct);
+        await WaitForReadyAsync(t, "alice");
+        var users = Path.Combine(t.Runner.CgroupRoot, "users");
+        var ahead = Path.Combine(t.StateDirectory, "ahead");
+        await t.Runner.DisposeAsync();
+
+        // What a crash leaves: a recorded group made ahead (its supervisor gone with the server) ...
+        var leftover = Guid.NewGuid().ToString("N");
+        Directory.CreateDirectory(Path.Combine(users, "alice", leftover, "job"));
+        Directory.CreateDirectory(Path.Combine(users, "alice", leftover, "shim"));
+        File.WriteAllText(Path.Combine(ahead, leftover), "alice");
+
+        // ... the record of one a start had already taken (the running job's) ...
+        File.WriteAllText(Path.Combine(ahead, running.Id.ToString("N")), "alice");
+
+        // ... and a group nobody recorded, however much it looks like one.
+        var foreign = Path.Combine(users, "alice", Guid.NewGuid().ToString("N"));
+        Directory.CreateDirectory(foreign);
+        try
+        {
+            await t.RestartAsync();
+
+            Assert.False(Directory.Exists(Path.Combine(users, "alice", leftover)), "a recorded group made ahead was left");
+            Assert.True(Directory.Exists(foreign), "a group without a record was removed");
+            Assert.True(t.Runner.TryGetJob(running.Id, out var again));
+            Assert.Equal(JobState.Running, again.Status.State);
+            Assert.Empty(Directory.GetFiles(ahead));
+
+            // Removed first, so that alice's group goes with her job.
+            TestRunner.KillAndRemove(foreign);
+            Assert.Equal(JobState.Stopped, (await again.StopAsync(TimeSpan.Zero, Ct)).State);
+        }
+        finally
+        {
+            if (Directory.Exists(foreign))
+            {
+                TestRunner.KillAndRemove(foreign);
+            }
+        }
+    }
+
+    private static Job Start(TestRunner t, string owner, params string[] args)
+        => t.Runner.Start(new JobSpec(TestRunner.TestProcess, args) { Owner = owner });
+
+    /// <summary>The id and idle supervisor of <paramref name="owner"/>'s start made ready, once it is there.</summary>
+    private static async Task<(Guid Id, int Supervisor)> WaitForReadyAsync(TestRunner t, string owner)
+    {
+        var user = Path.Combine(t.Runner.CgroupRoot, "users", CgroupTree.UserDirectoryName(owner));
+        var ahead = Path.Combine(t.StateDirectory, "ahead");
+        for (var i = 0; i < 500; i++)
+        {
+            foreach (var file in Directory.Exists(ahead) ? Directory.GetFiles(ahead) : [])
+            {
+                var group = Path.Combine(user, Path.GetFileName(file));
+                if (Directory.Exists(group) && Processes(Path.Combine(group, "shim")) is [var pid] && CommandLine(pid).Length == 2)
+                {
+                    return (Guid.ParseExact(Path.GetFileName(file), "N"), pid);
+                }
+            }
+
+            await Task.Delay(10, Ct);
+        }
+
+        throw new InvalidOperationException($"no start was made ready for {owner} within 5 s");
+    }
+
+    private static List<int> Processes(string cgroup)
+        => [.. File.ReadAllLines(Path.Combine(cgroup, "cgroup.procs")).Select(l => int.Parse(l, CultureInfo.InvariantCulture))];
+
+    private static string[] CommandLine(int pid)
+        => File.ReadAllText($"/proc/{pid}/cmdline").Split('\0', StringSplitOptions.RemoveEmptyEntries);
+}
