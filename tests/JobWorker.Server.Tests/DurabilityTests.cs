@@ -183,6 +183,62 @@ public sealed partial class DurabilityTests
     }
 
     [Fact(Timeout = 90_000)]
+    public async Task Kill9_UsersStartMadeReady_ItsSupervisorExitsWithTheServerAndTheNextServerRemovesItsGroups()
+    {
+        await using var env = await BinaryEnvironment.CreateAsync();
+        var server = env.Start();
+        var client = env.Client(await env.WaitForListeningAsync(server), TestServer.Alice);
+        var ended = (await client.StartJobAsync(Shell("exit 7"), cancellationToken: Token)).Job;
+
+        // After alice's start: her next job's groups, recorded in the state directory, with an idle supervisor inside.
+        var ahead = Path.Combine(env.Directory, "state", "ahead");
+        string? group = null;
+        var supervisor = 0;
+        for (var i = 0; i < 250 && supervisor == 0; i++)
+        {
+            foreach (var record in Directory.Exists(ahead) ? Directory.GetFiles(ahead) : [])
+            {
+                group = Path.Combine(env.CgroupRoot, "users", TestServer.Alice, Path.GetFileName(record));
+                var procs = Path.Combine(group, "shim", "cgroup.procs");
+                if (File.Exists(procs) && File.ReadAllText(procs).Split('\n', StringSplitOptions.RemoveEmptyEntries) is [var pid])
+                {
+                    supervisor = int.Parse(pid, CultureInfo.InvariantCulture);
+                }
+            }
+
+            await Task.Delay(20, Token);
+        }
+
+        Assert.True(supervisor > 0, "no start was made ready for alice");
+        Assert.Contains(supervisor, IdleSupervisors(server.Id));
+        server.Kill(); // SIGKILL
+        await server.WaitForExitAsync(Token);
+
+        // Its stdin closed with the server: it exits; the empty groups wait for the next server.
+        for (var i = 0; i < 250 && IsLiveSupervisor(supervisor); i++)
+        {
+            await Task.Delay(20, Token);
+        }
+
+        Assert.False(IsLiveSupervisor(supervisor));
+        Assert.True(Directory.Exists(group));
+
+        server = env.Start();
+        client = env.Client(await env.WaitForListeningAsync(server), TestServer.Alice);
+        await env.WaitForLineAsync(RemovedGroupAhead());
+        Assert.False(Directory.Exists(group), "the groups made ahead were left");
+        Assert.Empty(Directory.GetFiles(ahead));
+        var status = await GetAsync(client, ended.JobId);
+        Assert.Equal(7, status.ExitCode);
+        Assert.Empty(JobGroups(env.CgroupRoot));
+        server.Kill();
+        await server.WaitForExitAsync(Token);
+    }
+
+    [GeneratedRegex(@"Removed cgroup \S+ made ahead of a start by an earlier server and left behind \(it held no job\)")]
+    private static partial Regex RemovedGroupAhead();
+
+    [Fact(Timeout = 90_000)]
     public async Task WithoutClone3_PooledSupervisorMovesItselfIntoTheJobsGroupAndJobsRunStopAndReattach()
     {
         // As on kernels before 5.3 and under container seccomp profiles that refuse clone3: the server, its supervisors

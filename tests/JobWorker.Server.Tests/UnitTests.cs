@@ -29,6 +29,17 @@ public sealed class UnitTests
         Assert.DoesNotContain(new ServerOptions { SupervisorPoolSize = 0 }.Validate(), e => e.Contains("SupervisorPoolSize", StringComparison.Ordinal));
     }
 
+    [Theory]
+    [InlineData("-00:00:01")]
+    [InlineData("01:00:01")]
+    public void ServerOptions_UserStartAheadTimeOutOfRange_NamedWithItsRange(string time)
+    {
+        var errors = new ServerOptions { UserStartAheadTime = TimeSpan.Parse(time, System.Globalization.CultureInfo.InvariantCulture) }.Validate();
+
+        Assert.Contains(errors, e => e.StartsWith("JobWorker:UserStartAheadTime must be between 0 (make no start ready per user) and 01:00:00", StringComparison.Ordinal));
+        Assert.DoesNotContain(new ServerOptions { UserStartAheadTime = TimeSpan.Zero }.Validate(), e => e.Contains("UserStartAheadTime", StringComparison.Ordinal));
+    }
+
     [Fact]
     public void ToSpec_ValidRequest_BuildsSpecOwnedByCaller()
     {

@@ -107,6 +107,12 @@ public sealed class ServerOptions
     /// (0 = start each with its job). See docs/design-durability.md.</summary>
     public int SupervisorPoolSize { get; set; } = 2;
 
+    /// <summary>
+    /// How long a user's next start stays made ready after the user's last start: the next job's cgroups and an idle
+    /// supervisor inside them (zero: never). See <see cref="JobRunnerOptions.UserStartAheadTime"/>.
+    /// </summary>
+    public TimeSpan UserStartAheadTime { get; set; } = TimeSpan.FromSeconds(10);
+
     /// <summary>Largest number of arguments (argv after the command).</summary>
     public int MaxArguments { get; set; } = 4096;
 
@@ -174,6 +180,11 @@ public sealed class ServerOptions
         {
             errors.Add($"{Section}:StartRequestIdRetention {StartRequestIdRetention} must be more than 0 and at most 1 day");
         }
+        if (UserStartAheadTime < TimeSpan.Zero || UserStartAheadTime > JobRunnerOptions.MaxUserStartAheadTime)
+        {
+            errors.Add($"{Section}:UserStartAheadTime must be between 0 (make no start ready per user) and {JobRunnerOptions.MaxUserStartAheadTime} (is {UserStartAheadTime})");
+        }
+
         if (SupervisorPoolSize is < 0 or > JobRunnerOptions.MaxSupervisorPoolSize)
         {
             errors.Add($"{Section}:SupervisorPoolSize must be between 0 (start each supervisor with its job) and {JobRunnerOptions.MaxSupervisorPoolSize} (is {SupervisorPoolSize})");

@@ -247,6 +247,7 @@ public sealed class JobRunnerHost : IHostedLifecycleService, IAsyncDisposable
             ServerMemoryMinBytes = _limits.Server.MemoryMinBytes,
             ServerMemoryLowBytes = _limits.Server.MemoryLowBytes,
             SupervisorPoolSize = _options.SupervisorPoolSize,
+            UserStartAheadTime = _options.UserStartAheadTime,
             Logger = _logger,
         });
         CheckDefaultsEnforceable(_runner);

@@ -397,6 +397,39 @@ public sealed class CgroupControllerTests
         return (samples, seconds);
     }
 
+    [Fact(Timeout = 60_000)]
+    public async Task UserGroup_WithAProcessLimit_GetsNoStartMadeReady()
+    {
+        // An idle supervisor made ready in mallory's group would take one of her processes: she gets none; alice does.
+        TestRunner? created = null;
+        try
+        {
+            created = TestRunner.Create(o => o with
+            {
+                UserLimitsByUser = new Dictionary<string, UserCgroupLimits> { ["mallory"] = new() { MaxProcesses = 8 } },
+            });
+        }
+        catch (CgroupControllerUnavailableException e)
+        {
+            Assert.Skip($"cgroup v2 controller(s) not available here (hybrid/v1 host); run tests/vm/run-controller-tests.sh ({e.Message})");
+        }
+
+        await using var t = created;
+        RequireControllers(t, "pids");
+        var mallory = t.Runner.Start(new JobSpec(TestRunner.TestProcess, ["exit", "0"]) { Owner = "mallory" });
+        await mallory.Completion.WaitAsync(Ct);
+        var alice = t.Runner.Start(new JobSpec(TestRunner.TestProcess, ["exit", "0"]) { Owner = "alice" });
+        await alice.Completion.WaitAsync(Ct);
+        for (var i = 0; i < 500 && t.Runner.StartsAheadCount == 0; i++)
+        {
+            await Task.Delay(10, Ct);
+        }
+
+        Assert.Equal(1, t.Runner.StartsAheadCount);
+        Assert.True(Directory.Exists(Path.Combine(t.Runner.CgroupRoot, "users", "alice")), "alice has no start made ready");
+        Assert.False(Directory.Exists(Path.Combine(t.Runner.CgroupRoot, "users", "mallory")), "mallory's group holds something after her last job");
+    }
+
     [Fact(Timeout = 90_000)]
     public async Task UserGroup_MemoryHogAndForkBomb_StayInTheirUsersGroupWhileAnotherUserRunsAtFullSpeed()
     {

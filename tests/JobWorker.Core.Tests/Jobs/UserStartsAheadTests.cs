@@ -43,6 +43,23 @@ public sealed class UserStartsAheadTests
     }
 
     [Fact(Timeout = 30_000)]
+    public async Task Start_IsolatedJobFromAStartMadeReady_RunsAsPid1OfItsNamespaceAndStops()
+    {
+        await using var t = TestRunner.Create();
+        await Start(t, "alice", "exit", "0").Completion.WaitAsync(Ct);
+        var (id, supervisor) = await WaitForReadyAsync(t, "alice");
+
+        var job = t.Runner.Start(new JobSpec("/bin/sh", ["-c", "echo pid=$$ ppid=$PPID; exec sleep 60"]) { Owner = "alice", Isolation = JobIsolation.All });
+        await t.WaitForOutputAsync(job, "\n", Ct);
+
+        Assert.Equal(id, job.Id);
+        Assert.Equal([supervisor], Processes(Path.Combine(Path.GetDirectoryName(job.CgroupPath)!, "shim")));
+        Assert.Equal("pid=2 ppid=1\n", t.Output(job)); // the job's init is PID 1 of its namespace, the job its child
+        Assert.Equal(JobState.Stopped, (await job.StopAsync(TimeSpan.Zero, Ct)).State);
+        Assert.False(TestRunner.ProcessExists(supervisor));
+    }
+
+    [Fact(Timeout = 30_000)]
     public async Task Start_AnotherUser_NeverTakesAUsersStartMadeReady()
     {
         await using var t = TestRunner.Create();
