@@ -341,11 +341,16 @@ public sealed class JobRunner : IAsyncDisposable
         {
             Store.Create(record);
         }
-        catch (IOException ex)
+        catch (Exception ex)
         {
             if (ready is not null)
             {
                 _startsAhead!.Discard(ready);
+            }
+
+            if (ex is not IOException)
+            {
+                throw;
             }
 
             throw OutOfFileDescriptors(ex)

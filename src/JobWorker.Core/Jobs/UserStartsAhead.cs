@@ -96,6 +96,7 @@ internal sealed class UserStartsAhead : IDisposable
         taken.Supervisor.End(kill: false);
         taken.Group.TryRemove();
         _tree.RemoveUserGroupIfEmpty(taken.Owner);
+        _store.ForgetGroupAhead(taken.Id.ToString("N", CultureInfo.InvariantCulture));
     }
 
     /// <summary>Notes a start by <paramref name="owner"/>: <see cref="Prepare"/> makes the user's next one ready.</summary>

@@ -2,6 +2,7 @@ using System.Globalization;
 using JobWorker.Core.Cgroups;
 using JobWorker.Core.Jobs;
 using JobWorker.Core.Tests.Infrastructure;
+using JobWorker.Core.Tests.Output;
 
 namespace JobWorker.Core.Tests.Jobs;
 
@@ -92,6 +93,48 @@ public sealed class UserStartsAheadTests
         Assert.Empty(Directory.GetDirectories(t.Runner.CgroupRoot)); // the user's group went with it
         Assert.False(TestRunner.ProcessExists(supervisor), "the idle supervisor was not ended (or not reaped)");
         Assert.False(File.Exists(Path.Combine(t.StateDirectory, "ahead", id.ToString("N"))));
+    }
+
+    [Fact(Timeout = 60_000)]
+    public async Task Start_RecordCannotBeWritten_TheStartMadeReadyIsDiscardedLeavingNothing()
+    {
+        using var small = SmallFileSystem.TryMount(256 * 1024);
+        Assert.SkipWhen(small is null, "needs root to mount a 256 KiB tmpfs to fill");
+        await using var t = TestRunner.Create(o => o with { StateDirectory = Path.Combine(small.Path, "state") });
+        await Start(t, "alice", "exit", "0").Completion.WaitAsync(Ct);
+        var (id, supervisor) = await WaitForReadyAsync(t, "alice");
+        var filler = Path.Combine(small.Path, "filler");
+        try
+        {
+            using (var fill = File.OpenWrite(filler))
+            {
+                var block = new byte[4096];
+                while (true)
+                {
+                    try
+                    {
+                        fill.Write(block);
+                        fill.Flush();
+                    }
+                    catch (IOException)
+                    {
+                        break; // ENOSPC
+                    }
+                }
+            }
+
+            var ex = Assert.Throws<JobStartException>(() => Start(t, "alice", "exit", "0"));
+
+            Assert.Equal(JobStartFailure.StateError, ex.Reason);
+            Assert.False(TestRunner.ProcessExists(supervisor), "the supervisor made ready still runs");
+            Assert.False(Directory.Exists(Path.Combine(t.Runner.CgroupRoot, "users", "alice", id.ToString("N"))));
+            Assert.False(File.Exists(Path.Combine(t.StateDirectory, "ahead", id.ToString("N"))));
+            Assert.False(t.Runner.TryGetJob(id, out _));
+        }
+        finally
+        {
+            File.Delete(filler);
+        }
     }
 
     [Fact(Timeout = 30_000)]
