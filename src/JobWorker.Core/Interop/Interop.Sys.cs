@@ -27,6 +27,15 @@ internal static partial class Interop
         [LibraryImport(Libraries.Libc, EntryPoint = "getpid")]
         internal static partial int GetPid();
 
+        [LibraryImport(Libraries.Libc, EntryPoint = "gettid")]
+        internal static partial int GetTid();
+
+        internal const int PRIO_PROCESS = 0;
+
+        /// <summary><c>setpriority(2)</c>; with <see cref="PRIO_PROCESS"/> and a thread id, Linux sets that thread's nice value alone.</summary>
+        [LibraryImport(Libraries.Libc, EntryPoint = "setpriority", SetLastError = true)]
+        internal static partial int SetPriority(int which, uint who, int priority);
+
         /// <summary>glibc's <c>struct statvfs</c> on 64-bit Linux.</summary>
         [StructLayout(LayoutKind.Sequential)]
         internal unsafe struct StatVfsBuffer

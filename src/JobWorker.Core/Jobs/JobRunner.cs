@@ -501,8 +501,16 @@ public sealed class JobRunner : IAsyncDisposable
     /// thread, a directory for the disk), and on the thread pool it held up the calls waiting for a thread (StartJob's
     /// own answer came about 0.6 ms later, docs/benchmarks-durability.md).
     /// </summary>
+    /// <summary>The nice value of <see cref="PrepareLoop"/>'s thread.</summary>
+    internal const int PrepareThreadNice = 19;
+
     private void PrepareLoop()
     {
+        // The lowest priority (this thread alone): what it makes is for later starts, and it starts right after a start,
+        // while that start's answer is still being sent: at nice 0 it delayed the answer by about 0.3 ms
+        // (docs/benchmarks-durability.md). Best effort; the supervisors it has the spawner start keep nice 0.
+        _ = Interop.Sys.SetPriority(Interop.Sys.PRIO_PROCESS, (uint)Interop.Sys.GetTid(), PrepareThreadNice);
+
         // When a user's start made ready is next due to be discarded (null: none is kept).
         TimeSpan? due = null;
         while (true)

@@ -171,6 +171,32 @@ public sealed class UserStartsAheadTests
         await job.StopAsync(TimeSpan.Zero, Ct);
     }
 
+    [Fact(Timeout = 30_000)]
+    public async Task PrepareThread_RunsAtTheLowestPriority()
+    {
+        // What it makes is for later starts; right after a start it must not compete with that start's answer.
+        await using var t = TestRunner.Create();
+        var niceValues = new List<int>();
+        foreach (var task in Directory.GetDirectories("/proc/self/task"))
+        {
+            try
+            {
+                if (File.ReadAllText(Path.Combine(task, "comm")).StartsWith("JobWorker prep", StringComparison.Ordinal))
+                {
+                    // Field 19 of stat is the nice value; fields counted after the command name's closing parenthesis.
+                    var stat = File.ReadAllText(Path.Combine(task, "stat"));
+                    niceValues.Add(int.Parse(stat[(stat.LastIndexOf(')') + 2)..].Split(' ')[16], CultureInfo.InvariantCulture));
+                }
+            }
+            catch (IOException)
+            {
+                // a thread that ended meanwhile
+            }
+        }
+
+        Assert.Contains(JobRunner.PrepareThreadNice, niceValues);
+    }
+
     [Theory]
     [InlineData(-1)]
     [InlineData(3601)]
