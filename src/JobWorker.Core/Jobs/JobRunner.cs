@@ -496,14 +496,14 @@ public sealed class JobRunner : IAsyncDisposable
         }
     }
 
+    /// <summary>The nice value of <see cref="PrepareLoop"/>'s thread.</summary>
+    internal const int PrepareThreadNice = 19;
+
     /// <summary>
     /// The thread that makes up for what starts take: it blocks (a supervisor's fork and exec waits for the spawner
     /// thread, a directory for the disk), and on the thread pool it held up the calls waiting for a thread (StartJob's
     /// own answer came about 0.6 ms later, docs/benchmarks-durability.md).
     /// </summary>
-    /// <summary>The nice value of <see cref="PrepareLoop"/>'s thread.</summary>
-    internal const int PrepareThreadNice = 19;
-
     private void PrepareLoop()
     {
         // The lowest priority (this thread alone): what it makes is for later starts, and it starts right after a start,
