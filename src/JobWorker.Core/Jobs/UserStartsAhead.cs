@@ -72,7 +72,7 @@ internal sealed class UserStartsAhead : IDisposable
     /// place). Null when there is none. The caller records the job before using them; <see cref="Discard"/> gives
     /// them up when that fails.
     /// </summary>
-    public Taken? TryTake(string? owner)
+    public Ready? TryTake(string? owner)
     {
         var user = CgroupTree.UserDirectoryName(owner);
         lock (_lock)
@@ -85,18 +85,22 @@ internal sealed class UserStartsAhead : IDisposable
             // The record of the group made ahead is forgotten off the start path: the job's record names the same
             // group from now on, and a server that finds both after a crash knows the group is the job's.
             _taken.Add(ready.Id);
-            return new Taken(ready.Id, ready.Group, ready.Supervisor, ready.Owner);
+            return ready;
         }
     }
 
-    /// <summary>Gives up a start taken but not used (its job could not be recorded): the supervisor ends, the groups go.</summary>
-    public void Discard(Taken taken)
+    /// <summary>
+    /// Gives up a start made ready: its supervisor ends, its groups go (and the user's group, when that leaves it
+    /// empty), and so does its record. For one taken but not used (its job could not be recorded), and for those
+    /// discarded here.
+    /// </summary>
+    public void Discard(Ready ready)
     {
-        ArgumentNullException.ThrowIfNull(taken);
-        taken.Supervisor.End(kill: false);
-        taken.Group.TryRemove();
-        _tree.RemoveUserGroupIfEmpty(taken.Owner);
-        _store.ForgetGroupAhead(taken.Id.ToString("N", CultureInfo.InvariantCulture));
+        ArgumentNullException.ThrowIfNull(ready);
+        ready.Supervisor.End(kill: false);
+        ready.Group.TryRemove();
+        _tree.RemoveUserGroupIfEmpty(ready.Owner);
+        _store.ForgetGroupAhead(ready.Id.ToString("N", CultureInfo.InvariantCulture));
     }
 
     /// <summary>Notes a start by <paramref name="owner"/>: <see cref="Prepare"/> makes the user's next one ready.</summary>
@@ -136,7 +140,7 @@ internal sealed class UserStartsAhead : IDisposable
 
             foreach (var ready in all)
             {
-                Remove(ready);
+                Discard(ready);
             }
         }
     }
@@ -176,7 +180,7 @@ internal sealed class UserStartsAhead : IDisposable
         Forget(taken);
         foreach (var ready in expired)
         {
-            Remove(ready);
+            Discard(ready);
         }
 
         foreach (var (user, owner) in wanted)
@@ -194,7 +198,7 @@ internal sealed class UserStartsAhead : IDisposable
                 }
             }
 
-            Remove(ready);
+            Discard(ready);
         }
 
         return next;
@@ -245,7 +249,7 @@ internal sealed class UserStartsAhead : IDisposable
 
         foreach (var ready in all)
         {
-            Remove(ready);
+            Discard(ready);
         }
 
         Forget(taken);
@@ -286,14 +290,6 @@ internal sealed class UserStartsAhead : IDisposable
         return null;
     }
 
-    private void Remove(Ready ready)
-    {
-        ready.Supervisor.End(kill: false);
-        ready.Group.TryRemove();
-        _tree.RemoveUserGroupIfEmpty(ready.Owner);
-        _store.ForgetGroupAhead(ready.Id.ToString("N", CultureInfo.InvariantCulture));
-    }
-
     private void Forget(Guid[] taken)
     {
         foreach (var id in taken)
@@ -302,8 +298,6 @@ internal sealed class UserStartsAhead : IDisposable
         }
     }
 
-    /// <summary>A user's start made ready, taken by a start: the job's id, groups and supervisor.</summary>
-    public sealed record Taken(Guid Id, JobGroup Group, IdleSupervisor Supervisor, string? Owner);
-
-    private sealed record Ready(string? Owner, Guid Id, JobGroup Group, IdleSupervisor Supervisor);
+    /// <summary>A user's start made ready: the id its groups are named for, the groups, and the supervisor in them.</summary>
+    public sealed record Ready(string? Owner, Guid Id, JobGroup Group, IdleSupervisor Supervisor);
 }

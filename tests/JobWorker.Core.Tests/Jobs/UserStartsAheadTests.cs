@@ -12,7 +12,7 @@ namespace JobWorker.Core.Tests.Jobs;
 /// they are named for) and launches that very supervisor. Kept for <see cref="JobRunnerOptions.UserStartAheadTime"/>,
 /// then discarded with nothing left; a state directory's records of them tell a restarted runner which groups are its.
 /// </summary>
-public sealed class UserStartsAheadTests
+public sealed partial class UserStartsAheadTests
 {
     private static CancellationToken Ct => TestContext.Current.CancellationToken;
 
@@ -75,6 +75,46 @@ public sealed class UserStartsAheadTests
         Assert.True(TestRunner.ProcessExists(aliceSupervisor));
         Assert.Equal((aliceNext, aliceSupervisor), await WaitForReadyAsync(t, "alice"));
         await bob.StopAsync(TimeSpan.Zero, Ct);
+    }
+
+    [Fact(Timeout = 30_000)]
+    public async Task Start_SupervisorMadeReadyWasKilled_TheJobStartsWithOneStartedNowAndNothingIsLeft()
+    {
+        await using var t = TestRunner.Create();
+        await Start(t, "alice", "exit", "0").Completion.WaitAsync(Ct);
+        var (id, supervisor) = await WaitForReadyAsync(t, "alice");
+        Assert.Equal(0, Kill(supervisor, 9)); // an operator's kill, or the OOM killer
+
+        var job = Start(t, "alice", "echo", "ready", "sleep", "60");
+        await t.WaitForOutputAsync(job, "ready", Ct);
+
+        // Still the groups made ready (the job took their id), with a supervisor started for it; the killed one reaped.
+        Assert.Equal(id, job.Id);
+        var shim = Processes(Path.Combine(Path.GetDirectoryName(job.CgroupPath)!, "shim"));
+        Assert.DoesNotContain(supervisor, shim);
+        Assert.Single(shim);
+        Assert.False(TestRunner.ProcessExists(supervisor), "the killed supervisor was left a zombie");
+        Assert.Equal(JobState.Stopped, (await job.StopAsync(TimeSpan.Zero, Ct)).State);
+    }
+
+    [Fact(Timeout = 60_000)]
+    public async Task StartsMadeReady_AtMostForMaxUsersAtOnce()
+    {
+        await using var t = TestRunner.Create();
+        var users = Enumerable.Range(0, UserStartsAhead.MaxUsers + 2).Select(i => $"user{i}").ToList();
+        foreach (var user in users)
+        {
+            await Start(t, user, "exit", "0").Completion.WaitAsync(Ct);
+        }
+
+        for (var i = 0; i < 500 && t.Runner.StartsAheadCount < UserStartsAhead.MaxUsers; i++)
+        {
+            await Task.Delay(10, Ct);
+        }
+
+        await Task.Delay(200, Ct); // time to make more, if it would
+        Assert.Equal(UserStartsAhead.MaxUsers, t.Runner.StartsAheadCount);
+        Assert.Equal(UserStartsAhead.MaxUsers, Directory.GetFiles(Path.Combine(t.StateDirectory, "ahead")).Length);
     }
 
     [Fact(Timeout = 30_000)]
@@ -284,8 +324,10 @@ public sealed class UserStartsAheadTests
         throw new InvalidOperationException($"no start was made ready for {owner} within 5 s");
     }
 
-    private static List<int> Processes(string cgroup)
-        => [.. File.ReadAllLines(Path.Combine(cgroup, "cgroup.procs")).Select(l => int.Parse(l, CultureInfo.InvariantCulture))];
+    private static List<int> Processes(string cgroup) => new JobCgroup(cgroup).ReadProcesses();
+
+    [System.Runtime.InteropServices.LibraryImport("libc", EntryPoint = "kill")]
+    private static partial int Kill(int pid, int signal);
 
     private static string[] CommandLine(int pid)
         => File.ReadAllText($"/proc/{pid}/cmdline").Split('\0', StringSplitOptions.RemoveEmptyEntries);
