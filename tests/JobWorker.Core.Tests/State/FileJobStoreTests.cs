@@ -24,6 +24,37 @@ public sealed class FileJobStoreTests
     }
 
     [Fact]
+    public void GroupsAhead_RecordedKeptAcrossOpensAndForgotten_CutRecordsDroppedBadNamesRefused()
+    {
+        using var temp = TempStateDirectory.Create();
+        var a = Guid.NewGuid().ToString("N");
+        var b = Guid.NewGuid().ToString("N");
+        using (var store = FileJobStore.Open(temp.Path))
+        {
+            Assert.Empty(store.GroupsAhead());
+            store.RecordGroupAhead(a, "alice");
+            store.RecordGroupAhead(b, "%2E%2E");
+        }
+
+        // What a crash between writing a record and renaming it into place leaves.
+        var ahead = Path.Combine(temp.Path, "ahead");
+        File.WriteAllText(Path.Combine(ahead, Guid.NewGuid().ToString("N") + ".tmp"), "bo");
+        Assert.Equal(UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute, File.GetUnixFileMode(ahead));
+
+        using var reopened = FileJobStore.Open(temp.Path);
+        Assert.Equal([(a, "alice"), (b, "%2E%2E")], reopened.GroupsAhead().OrderBy(g => g.Name == b));
+        Assert.Equal(2, Directory.GetFiles(ahead).Length);
+
+        reopened.ForgetGroupAhead(a);
+        reopened.ForgetGroupAhead(a); // gone already: fine
+        Assert.Equal([(b, "%2E%2E")], reopened.GroupsAhead());
+        foreach (var bad in new[] { "", "../jobs", ".hidden", a + ".tmp" })
+        {
+            Assert.Throws<ArgumentException>(() => reopened.RecordGroupAhead(bad, "alice"));
+        }
+    }
+
+    [Fact]
     public void Create_OnlyRequiredFields_LoadsNullsAndEmpties()
     {
         using var temp = TempStateDirectory.Create();
