@@ -78,6 +78,9 @@ public sealed class JobRunner : IAsyncDisposable
     /// <summary>How many users have a start made ready now (for tests).</summary>
     internal int StartsAheadCount => _startsAhead?.ReadyCount ?? 0;
 
+    /// <summary>The id <paramref name="owner"/>'s next job gets from its start made ready, or null (for tests).</summary>
+    internal Guid? StartAheadFor(string? owner) => _startsAhead?.ReadyId(owner);
+
     /// <summary>
     /// Discards every user's start made ready, waiting for one being made (for tests that check that nothing of their
     /// jobs is left in the cgroup root); later starts make them again.

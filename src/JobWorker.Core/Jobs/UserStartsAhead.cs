@@ -65,6 +65,15 @@ internal sealed class UserStartsAhead : IDisposable
         }
     }
 
+    /// <summary>The id of <paramref name="owner"/>'s start made ready, or null when there is none (for tests).</summary>
+    internal Guid? ReadyId(string? owner)
+    {
+        lock (_lock)
+        {
+            return _ready.TryGetValue(CgroupTree.UserDirectoryName(owner), out var ready) ? ready.Id : null;
+        }
+    }
+
     /// <summary>
     /// Takes <paramref name="owner"/>'s start made ready, if any: the id its groups are named for (the job gets that
     /// id: a job's group is named by its id, and cgroup v2 cannot rename a group), the groups (the caller applies the

@@ -302,20 +302,21 @@ public sealed partial class UserStartsAheadTests
     private static Job Start(TestRunner t, string owner, params string[] args)
         => t.Runner.Start(new JobSpec(TestRunner.TestProcess, args) { Owner = owner });
 
-    /// <summary>The id and idle supervisor of <paramref name="owner"/>'s start made ready, once it is there.</summary>
+    /// <summary>
+    /// The id and idle supervisor of <paramref name="owner"/>'s start made ready, once the runner holds it (its record
+    /// and groups exist, with the supervisor inside, a moment before).
+    /// </summary>
     private static async Task<(Guid Id, int Supervisor)> WaitForReadyAsync(TestRunner t, string owner)
     {
         var user = Path.Combine(t.Runner.CgroupRoot, "users", CgroupTree.UserDirectoryName(owner));
-        var ahead = Path.Combine(t.StateDirectory, "ahead");
         for (var i = 0; i < 500; i++)
         {
-            foreach (var file in Directory.Exists(ahead) ? Directory.GetFiles(ahead) : [])
+            if (t.Runner.StartAheadFor(owner) is { } id)
             {
-                var group = Path.Combine(user, Path.GetFileName(file));
-                if (Directory.Exists(group) && Processes(Path.Combine(group, "shim")) is [var pid] && CommandLine(pid).Length == 2)
-                {
-                    return (Guid.ParseExact(Path.GetFileName(file), "N"), pid);
-                }
+                var name = id.ToString("N");
+                Assert.True(File.Exists(Path.Combine(t.StateDirectory, "ahead", name)), "a start made ready has no record");
+                var supervisor = Assert.Single(Processes(Path.Combine(user, name, "shim")));
+                return (id, supervisor);
             }
 
             await Task.Delay(10, Ct);
