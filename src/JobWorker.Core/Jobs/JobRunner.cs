@@ -130,7 +130,7 @@ public sealed class JobRunner : IAsyncDisposable
                 runner._supervisors = new SupervisorPool(runner._spawner, shimPath, options.SupervisorPoolSize);
                 if (options.UserStartAheadTime > TimeSpan.Zero)
                 {
-                    runner._startsAhead = new UserStartsAhead(tree, store, runner._spawner, shimPath, userPlans, options.UserStartAheadTime, runner._logger);
+                    runner._startsAhead = new UserStartsAhead(tree, store, runner._spawner, shimPath, userPlans, options.UserStartAheadTime);
                 }
             }
 

@@ -30,7 +30,6 @@ internal sealed class UserStartsAhead : IDisposable
     private readonly string _shimPath;
     private readonly UserPlans _userPlans;
     private readonly TimeSpan _keep;
-    private readonly ILogger _logger;
     private readonly Lock _lock = new();
 
     // Held by Prepare while it works and by Clear, so that Clear never misses a start being made ready.
@@ -42,7 +41,7 @@ internal sealed class UserStartsAhead : IDisposable
     private readonly List<Guid> _taken = [];
     private bool _disposed;
 
-    public UserStartsAhead(CgroupTree tree, IJobStore store, ProcessSpawner spawner, string shimPath, UserPlans userPlans, TimeSpan keep, ILogger logger)
+    public UserStartsAhead(CgroupTree tree, IJobStore store, ProcessSpawner spawner, string shimPath, UserPlans userPlans, TimeSpan keep)
     {
         _tree = tree;
         _store = store;
@@ -50,7 +49,6 @@ internal sealed class UserStartsAhead : IDisposable
         _shimPath = shimPath;
         _userPlans = userPlans;
         _keep = keep;
-        _logger = logger;
     }
 
     /// <summary>How many users have a start made ready now (for tests).</summary>

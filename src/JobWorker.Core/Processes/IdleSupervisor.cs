@@ -9,23 +9,13 @@ namespace JobWorker.Core.Processes;
 /// (<see cref="SupervisorPool"/>), it forks a copy of itself into the job's shim cgroup when launched; started in a
 /// job's shim cgroup already (a user's start made ready, <c>UserStartsAhead</c>), it supervises the job itself.
 /// </summary>
-internal sealed class IdleSupervisor
+/// <param name="pid">Its pid.</param>
+/// <param name="pidfd">Its pidfd (it is our child: reaped through it).</param>
+/// <param name="launch">The write end of its stdin, where the launch goes.</param>
+/// <param name="report">The read end of its report pipe.</param>
+internal sealed class IdleSupervisor(int pid, SafeFileHandle pidfd, SafeFileHandle launch, SafeFileHandle report)
 {
-    private IdleSupervisor(int pid, SafeFileHandle pidfd, SafeFileHandle launch, SafeFileHandle report)
-    {
-        Pid = pid;
-        Pidfd = pidfd;
-        Launch = launch;
-        Report = report;
-    }
-
-    public int Pid { get; }
-
-    private SafeFileHandle Pidfd { get; }
-
-    private SafeFileHandle Launch { get; }
-
-    private SafeFileHandle Report { get; }
+    public int Pid => pid;
 
     /// <summary>
     /// Starts one: root, in a session of its own, no death signal, an empty environment, as a directly started one; in
@@ -68,12 +58,12 @@ internal sealed class IdleSupervisor
     {
         try
         {
-            using (var launch = new FileStream(Launch, FileAccess.Write, bufferSize: 0))
+            using (var stream = new FileStream(launch, FileAccess.Write, bufferSize: 0))
             {
-                launch.Write(Message([shimCgroup, .. argv], environment));
+                stream.Write(Message([shimCgroup, .. argv], environment));
             }
 
-            return new SupervisorPool.Launched(Pid, Pidfd, Report);
+            return new SupervisorPool.Launched(pid, pidfd, report);
         }
         catch (IOException)
         {
@@ -86,15 +76,15 @@ internal sealed class IdleSupervisor
     /// <summary>Ends it while idle: closing its stdin makes it exit; then it is reaped (it is our child).</summary>
     public void End(bool kill)
     {
-        Launch.Dispose();
+        launch.Dispose();
         if (kill)
         {
-            _ = Interop.Spawn.PidfdSendSignal(Pidfd, Interop.Sys.SIGKILL);
+            _ = Interop.Spawn.PidfdSendSignal(pidfd, Interop.Sys.SIGKILL);
         }
 
-        _ = Interop.Spawn.PidfdWait(Pidfd, nohang: 0, out _, out _);
-        Pidfd.Dispose();
-        Report.Dispose();
+        _ = Interop.Spawn.PidfdWait(pidfd, nohang: 0, out _, out _);
+        pidfd.Dispose();
+        report.Dispose();
     }
 
     private static byte[] Message(IReadOnlyList<string> argv, IReadOnlyList<string> environment)

@@ -270,8 +270,11 @@ public sealed partial class UserStartsAheadTests
         Directory.CreateDirectory(Path.Combine(users, "alice", leftover, "shim"));
         File.WriteAllText(Path.Combine(ahead, leftover), "alice");
 
-        // ... the record of one a start had already taken (the running job's) ...
+        // ... the record of one a start had already taken (the running job's), of one never made (a crash between the
+        // record and the mkdir), and one naming no user group (never written so: only forgotten) ...
         File.WriteAllText(Path.Combine(ahead, running.Id.ToString("N")), "alice");
+        File.WriteAllText(Path.Combine(ahead, Guid.NewGuid().ToString("N")), "alice");
+        File.WriteAllText(Path.Combine(ahead, Guid.NewGuid().ToString("N")), "..");
 
         // ... and a group nobody recorded, however much it looks like one.
         var foreign = Path.Combine(users, "alice", Guid.NewGuid().ToString("N"));
